@@ -1,0 +1,15 @@
+"""The names a run's config may choose from, kept free of torch.
+
+The math modules implement these (``schedules.py``, ``diffusion.py``, ``samplers.py``); the
+config validates against them; the dashboard's new-run form offers them. Living here, apart
+from the math, they can be imported by the UI process without loading torch.
+"""
+
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+OBJECTIVES = ("eps", "x0", "v")
+LOSSES = ("l2", "l1", "huber")
+SAMPLERS = ("ddpm", "ddim")
+DATASETS = ("mnist", "fashion", "scurve", "folder")
+MODELS = ("unet", "mlp")
+OPTIMIZERS = ("adam", "adamw")
+LR_DECAYS = ("constant", "linear", "cosine")

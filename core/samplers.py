@@ -1,0 +1,165 @@
+"""Reverse-process samplers: DDPM ancestral sampling and DDIM.
+
+Both take a ``model(x_t, t) -> output`` callable and a :class:`~core.diffusion.Diffusion`,
+start from Gaussian noise drawn from a seeded generator (so a seed reproduces a grid), and can
+record a trajectory of (x_t, predicted x_0) for the denoising animation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from core.choices import SAMPLERS
+from core.diffusion import Diffusion, extract
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SampleResult:
+    """Final samples plus, when asked for, snapshots along the way (oldest first)."""
+
+    x: torch.Tensor
+    timesteps: list[int] = field(default_factory=list)
+    xt: list[torch.Tensor] = field(default_factory=list)
+    x0: list[torch.Tensor] = field(default_factory=list)
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """Evenly spaced 'trailing' timesteps, from T-1 downwards, ``steps`` of them.
+
+    Trailing spacing (Lin et al. 2024) always starts at t = T-1, where the model was trained
+    on pure noise, which matters for few-step sampling; with steps = T it is every step.
+    """
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be between 1 and T={T}, got {steps}")
+    ratio = T / steps
+    ts = [int(round(T - i * ratio)) - 1 for i in range(steps)]
+    # Rounding can in principle repeat a value for odd ratios; keep them strictly decreasing.
+    out: list[int] = []
+    for t in ts:
+        t = max(0, t)
+        if out and t >= out[-1]:
+            t = out[-1] - 1
+        out.append(t)
+    return out
+
+
+def _x0_eps(model: ModelFn, diffusion: Diffusion, x: torch.Tensor, t: int, objective: str, clip: bool):
+    tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    out = model(x, tt).float()
+    x0, eps = diffusion.predict_x0_eps(out, x, tt, objective)
+    if clip:
+        x0 = x0.clamp(-1.0, 1.0)
+        eps = diffusion.eps_from_x0(x, tt, x0)
+    return tt, x0, eps
+
+
+def _record_every(n_steps: int, frames: int) -> int:
+    return max(1, n_steps // max(1, frames))
+
+
+@torch.inference_mode()
+def ddpm_sample(
+    model: ModelFn,
+    diffusion: Diffusion,
+    shape: tuple[int, ...],
+    *,
+    objective: str = "eps",
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    clip_x0: bool = True,
+    trajectory_frames: int = 0,
+) -> SampleResult:
+    """Ancestral sampling through all T steps (Ho et al. 2020).
+
+    x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * clipped log var) z, with z = 0 at t = 0.
+    """
+    x = torch.randn(shape, generator=generator, device=device)
+    res = SampleResult(x=x)
+    every = _record_every(diffusion.T, trajectory_frames)
+    for i, t in enumerate(range(diffusion.T - 1, -1, -1)):
+        tt, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        mean, _, logvar = diffusion.q_posterior(x0, x, tt)
+        if t > 0:
+            z = torch.randn(shape, generator=generator, device=device)
+            x = mean + (0.5 * logvar).exp() * z
+        else:
+            x = mean
+        if trajectory_frames and (i % every == 0 or t == 0):
+            res.timesteps.append(t)
+            res.xt.append(x.detach().cpu())
+            res.x0.append(x0.detach().cpu())
+    res.x = x
+    return res
+
+
+@torch.inference_mode()
+def ddim_sample(
+    model: ModelFn,
+    diffusion: Diffusion,
+    shape: tuple[int, ...],
+    *,
+    steps: int = 50,
+    eta: float = 0.0,
+    objective: str = "eps",
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    clip_x0: bool = True,
+    trajectory_frames: int = 0,
+    noise: torch.Tensor | None = None,
+) -> SampleResult:
+    """DDIM (Song et al. 2021) over ``steps`` trailing timesteps; eta = 0 is deterministic,
+
+    eta = 1 matches DDPM's variance on the sub-sequence.
+    """
+    x = noise.to(device) if noise is not None else torch.randn(shape, generator=generator, device=device)
+    ts = ddim_timesteps(diffusion.T, steps)
+    res = SampleResult(x=x)
+    every = _record_every(len(ts), trajectory_frames)
+    ac = diffusion.alphas_cumprod
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        tt, x0, eps = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        a_t = extract(ac, tt, x.ndim)
+        a_prev = extract(ac, torch.full_like(tt, t_prev), x.ndim) if t_prev >= 0 else torch.ones_like(a_t)
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0 and t_prev >= 0:
+            x = x + sigma * torch.randn(shape, generator=generator, device=device)
+        if trajectory_frames and (i % every == 0 or t_prev < 0):
+            res.timesteps.append(t)
+            res.xt.append(x.detach().cpu())
+            res.x0.append(x0.detach().cpu())
+    res.x = x
+    return res
+
+
+def sample(
+    model: ModelFn,
+    diffusion: Diffusion,
+    shape: tuple[int, ...],
+    *,
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    objective: str = "eps",
+    seed: int | None = None,
+    device: torch.device | str = "cpu",
+    clip_x0: bool = True,
+    trajectory_frames: int = 0,
+) -> SampleResult:
+    """One entry point for both samplers; ``seed`` makes the result reproducible."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0 if seed is None else int(seed))
+    common = dict(objective=objective, generator=gen, device=device, clip_x0=clip_x0, trajectory_frames=trajectory_frames)
+    if sampler == "ddpm":
+        if steps not in (None, diffusion.T):
+            raise ValueError(f"the ddpm sampler always takes T={diffusion.T} steps; use --sampler ddim for {steps}")
+        return ddpm_sample(model, diffusion, shape, **common)
+    if sampler == "ddim":
+        return ddim_sample(model, diffusion, shape, steps=steps or min(50, diffusion.T), eta=eta, **common)
+    raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from core.config import FIELDS, PRESETS, ConfigError, RunConfig, default_preset, from_json, preset, replace
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_round_trip_through_json(name):
+    cfg = preset(name, {"data_dir": "/data"} if name == "folder" else {})
+    again = from_json(cfg.to_json())
+    assert again == cfg
+    assert json.loads(cfg.to_json())["channel_mult"] == list(cfg.channel_mult)
+
+
+def test_text_values_are_parsed_by_field_type():
+    cfg = preset("quick", {"steps": "500", "lr": "3e-4", "T": "250", "channel_mult": "1,2,2", "patch": "1",
+                           "schedule": "linear", "amp": "false", "attn_resolutions": "[7]", "batch_size": "6.4e1"})  # fmt: skip
+    assert (cfg.steps, cfg.lr, cfg.T, cfg.channel_mult, cfg.amp, cfg.attn_resolutions, cfg.batch_size) == (
+        500, 3e-4, 250, (1, 2, 2), False, (7,), 64
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides,field,words",
+    [
+        ({"lr": "-1"}, "lr", "above 0"),
+        ({"T": "0"}, "T", "between 1"),
+        ({"schedule": "exponential"}, "schedule", "linear, cosine"),
+        ({"objective": "score"}, "objective", "eps, x0, v"),
+        ({"loss": "l3"}, "loss", "l2, l1, huber"),
+        ({"steps": "ten"}, "steps", "whole number"),
+        ({"batch_size": "12.5"}, "batch_size", "whole number"),
+        ({"lr": "fast"}, "lr", "a number"),
+        ({"amp": "maybe"}, "amp", "true or false"),
+        ({"channel_mult": "1,x"}, "channel_mult", "whole numbers"),
+        ({"channel_mult": "1,2,2,2"}, "channel_mult", "does not divide"),
+        ({"sample_steps": "5000"}, "sample_steps", "T=1000"),
+        ({"dataset": "cifar"}, "dataset", "mnist, fashion, scurve, folder"),
+        ({"dataset": "folder"}, "data_dir", "folder of images"),
+        ({"batch_size": "10", "grad_accum": "3"}, "batch_size", "grad_accum"),
+        ({"stpes": "10"}, "stpes", "unknown setting"),
+    ],
+)
+def test_bad_values_are_rejected_with_one_line_naming_the_field(overrides, field, words):
+    with pytest.raises(ConfigError) as err:
+        preset("quick", overrides)
+    assert len(err.value.errors) == 1
+    line = err.value.errors[0]
+    assert line.startswith(f"{field}:") and words in line and "\n" not in line
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        preset("quick", {"lr": "0", "T": "-5", "schedule": "nope"})
+    fields = sorted(e.split(":")[0] for e in err.value.errors)
+    assert fields == ["T", "lr", "schedule"]
+
+
+def test_unknown_preset_and_unknown_key():
+    with pytest.raises(ConfigError, match="quick, classic"):
+        preset("fast")
+    with pytest.raises(ConfigError, match="did you mean"):
+        replace(RunConfig(), {"step": 5})
+
+
+def test_field_names_promised_to_the_cli_exist():
+    for name in ("steps", "batch_size", "lr", "T", "schedule", "objective", "loss", "channels", "channel_mult", "seed"):
+        assert name in FIELDS
+
+
+def test_default_preset_follows_the_device():
+    assert default_preset("cuda") == "classic" and default_preset("cpu") == "quick"

@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from core.diffusion import Diffusion, sample_noise
+
+
+@pytest.fixture(scope="module")
+def diff():
+    return Diffusion.from_schedule("linear", 1000)
+
+
+def test_forward_moments_match_closed_form(diff):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((200_000, 1), 0.7)
+    for t_val in (0, 250, 999):
+        t = torch.full((x0.shape[0],), t_val, dtype=torch.long)
+        xt = diff.q_sample(x0, t, torch.randn(x0.shape, generator=g))
+        abar = diff.alphas_cumprod_64[t_val].item()
+        assert xt.mean().item() == pytest.approx(abar**0.5 * 0.7, abs=0.01)
+        assert xt.var().item() == pytest.approx(1 - abar, abs=0.01)
+
+
+def test_posterior_matches_bayes_rule(diff):
+    """q(x_{t-1} | x_t, x_0) from the product of the two Gaussians, in float64."""
+    b = diff.betas_64
+    abar = diff.alphas_cumprod_64
+    x0 = torch.tensor([0.3, -0.8], dtype=torch.float64)
+    xt = torch.tensor([1.1, 0.2], dtype=torch.float64)
+    for t in (1, 10, 500, 999):
+        a_t = 1 - b[t]
+        prior_var = 1 - abar[t - 1]  # q(x_{t-1} | x_0)
+        prec = 1 / prior_var + a_t / b[t]
+        var = 1 / prec
+        mean = var * (abar[t - 1].sqrt() * x0 / prior_var + a_t.sqrt() * xt / b[t])
+        tt = torch.full((2,), t, dtype=torch.long)
+        m, v, logv = diff.q_posterior(x0.float(), xt.float(), tt)
+        assert torch.allclose(m.double(), mean, atol=1e-5)
+        assert torch.allclose(v.double().flatten(), var.expand(2), rtol=1e-4)
+        assert torch.allclose(logv.double().flatten(), var.log().expand(2), rtol=1e-4, atol=1e-4)
+
+
+def test_posterior_at_t0_returns_x0(diff):
+    x0, xt = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    m, _, _ = diff.q_posterior(x0, xt, torch.zeros(4, dtype=torch.long))
+    assert torch.allclose(m, x0, atol=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+def test_parameterisations_round_trip(diff, objective):
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(64, 1, 4, 4, generator=g) * 2 - 1
+    eps = torch.randn(x0.shape, generator=g)
+    t = torch.randint(0, 1000, (64,), generator=g)
+    xt = diff.q_sample(x0, t, eps)
+    out = diff.target(x0, t, eps, objective)
+    x0_hat, eps_hat = diff.predict_x0_eps(out, xt, t, objective)
+    # eps -> x0 divides by sqrt(abar), which is ~0.006 at t=999: compare in a relative sense
+    assert torch.allclose(x0_hat, x0, atol=2e-3 if objective == "eps" else 1e-4)
+    assert torch.allclose(eps_hat, eps, atol=1e-3 if objective == "x0" else 1e-4)
+
+
+def test_v_is_rotation_of_x0_and_eps(diff):
+    x0, eps = torch.randn(8, 2), torch.randn(8, 2)
+    t = torch.arange(0, 1000, 125)
+    v = diff.v_from(x0, t, eps)
+    a = diff.sqrt_alphas_cumprod[t][:, None]
+    s = diff.sqrt_one_minus_alphas_cumprod[t][:, None]
+    assert torch.allclose(v, a * eps - s * x0)
+    assert torch.allclose((v**2 + (a * x0 + s * eps) ** 2), x0**2 + eps**2, atol=1e-5)
+
+
+def test_min_snr_weights(diff):
+    t = torch.tensor([0, 100, 500, 999])
+    snr = diff.snr[t]
+    w_x0 = diff.loss_weight(t, "x0", 5.0)
+    assert torch.allclose(w_x0, snr.clamp(max=5.0))
+    assert torch.allclose(diff.loss_weight(t, "eps", 5.0) * snr, w_x0)
+    assert torch.allclose(diff.loss_weight(t, "v", 5.0) * (snr + 1), w_x0)
+    assert torch.equal(diff.loss_weight(t, "eps", 0.0), torch.ones(4))
+    # eps weighting caps the easy, low-noise steps and leaves the noisy ones at 1
+    w = diff.loss_weight(t, "eps", 5.0)
+    assert w[0] < 0.01 and w[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1", "huber"])
+def test_losses_are_zero_at_target_and_positive_elsewhere(diff, loss):
+    x0, eps = torch.randn(5, 1, 4, 4), torch.randn(5, 1, 4, 4)
+    t = torch.randint(0, 1000, (5,))
+    target = diff.target(x0, t, eps, "eps")
+    assert torch.allclose(diff.training_losses(target, x0, t, eps, objective="eps", loss=loss), torch.zeros(5))
+    off = diff.training_losses(target + 0.5, x0, t, eps, objective="eps", loss=loss)
+    expected = {"l2": 0.25, "l1": 0.5, "huber": 0.125}[loss]
+    assert torch.allclose(off, torch.full((5,), expected))
+
+
+def test_unknown_objective_and_loss(diff):
+    x = torch.zeros(2, 3)
+    t = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="eps, x0, v"):
+        diff.target(x, t, x, "score")
+    with pytest.raises(ValueError, match="l2, l1, huber"):
+        diff.training_losses(x, x, t, x, objective="eps", loss="l3")
+
+
+def test_offset_noise_adds_a_per_channel_constant():
+    g = torch.Generator().manual_seed(0)
+    plain = sample_noise((4000, 1, 8, 8), generator=g, device="cpu")
+    g.manual_seed(0)
+    offset = sample_noise((4000, 1, 8, 8), generator=g, device="cpu", offset_noise=0.5)
+    # per-image means vary more with the offset (variance of the mean grows by 0.25)
+    assert offset.mean(dim=(2, 3)).var() > plain.mean(dim=(2, 3)).var() + 0.2

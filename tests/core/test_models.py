@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from core.config import PRESETS, preset
+from core.models import build_model, count_parameters
+from core.models.unet import UNet
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_a_model_of_the_right_shape(name):
+    cfg = preset(name, {"data_dir": "/tmp"} if name == "folder" else {})
+    model = build_model(cfg).eval()
+    x = torch.randn(2, *cfg.sample_shape)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, cfg.T - 1]))
+    assert out.shape == x.shape
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(image_size=28, in_channels=1, channel_mult=(1, 2, 2), patch=1),
+        dict(image_size=28, in_channels=1, channel_mult=(1, 2), patch=2, attn_resolutions=(7,)),
+        dict(image_size=32, in_channels=3, channel_mult=(1, 2, 2, 2), patch=1, attn_resolutions=(8,)),
+        dict(image_size=32, in_channels=1, channel_mult=(1, 2), patch=4),
+    ],
+)
+def test_unet_shapes_and_gradients(kw):
+    net = UNet(channels=8, num_res_blocks=1, dropout=0.1, **kw)
+    x = torch.randn(3, kw["in_channels"], kw["image_size"], kw["image_size"], requires_grad=True)
+    out = net(x, torch.tensor([0, 10, 999]))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_unet_uses_the_timestep():
+    net = UNet(channels=8, channel_mult=(1, 2), num_res_blocks=1, patch=2)
+    for p in net.parameters():  # undo the zero-init of output layers so t can show
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(1, 1, 28, 28)
+    assert not torch.allclose(net(x, torch.tensor([5])), net(x, torch.tensor([900])))
+
+
+def test_unet_attention_only_where_asked():
+    with_attn = UNet(channels=8, channel_mult=(1, 2), num_res_blocks=1, patch=2, attn_resolutions=(7,))
+    without = UNet(channels=8, channel_mult=(1, 2), num_res_blocks=1, patch=2)
+    assert count_parameters(with_attn) > count_parameters(without)
+
+
+def test_unet_rejects_sizes_it_cannot_halve():
+    with pytest.raises(ValueError, match="cannot be halved"):
+        UNet(image_size=28, channel_mult=(1, 2, 2, 2))
+    with pytest.raises(ValueError, match="not divisible by patch"):
+        UNet(image_size=28, patch=3)
+
+
+def test_classic_preset_is_the_known_recipe():
+    cfg = preset("classic")
+    net = build_model(cfg)
+    assert (cfg.channels, cfg.channel_mult, cfg.num_res_blocks, cfg.attn_resolutions) == (96, (1, 2, 2), 2, ())
+    assert (cfg.T, cfg.schedule, cfg.objective, cfg.loss, cfg.lr, cfg.batch_size) == (500, "linear", "eps", "l2", 5e-4, 64)
+    assert cfg.steps * cfg.batch_size == pytest.approx(10 * 60_000, rel=0.001)
+    assert 5e6 < count_parameters(net) < 2e7
