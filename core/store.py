@@ -1,0 +1,824 @@
+"""The run store: one SQLite file that records every run, its metrics, samples and checkpoints.
+
+The database is the only channel between processes (DESIGN.md, Data flow): workers write,
+the CLI and the dashboard read and poll. So it is opened in WAL mode (readers never block the
+writer) with a busy timeout (writers queue instead of failing), every write is one short
+transaction that starts with a write, and the few that must not interleave are single
+``UPDATE ... WHERE`` statements.
+
+A run's ``crashed`` status is never stored: readers derive it from a ``running`` row whose
+worker is gone (a dead or zombie pid on this host, a reused pid, or a stale heartbeat from
+another host). A read-only reader can therefore list and show runs without writing, and a
+worker that comes back to a crashed run simply claims it again.
+
+This module imports no torch and no UI library: the dashboard lists a thousand runs with it
+in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from core.errors import DDPMError
+
+APP = "ddpm-tui"
+SCHEMA_VERSION = 1
+DEFAULT_DB = "experiments.db"
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
+FINAL = ("completed", "stopped", "failed", "crashed")
+HEARTBEAT_EVERY = 5.0  # seconds between a worker's heartbeats
+STALE_AFTER = 60.0  # a heartbeat older than this means the worker is gone (other hosts)
+BUSY_TIMEOUT_MS = 30_000
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+class StoreError(DDPMError):
+    """The database cannot be used as asked; the message says why and what to do."""
+
+
+class RunNotFound(StoreError):
+    pass
+
+
+def default_db_path() -> Path:
+    """``$DDPM_DB`` if set, else ``./experiments.db``."""
+    return Path(os.environ.get("DDPM_DB") or DEFAULT_DB)
+
+
+# ---- process liveness ------------------------------------------------------------------
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (Linux ``/proc``), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def pid_alive(pid: int | None, start: str | None = None) -> bool:
+    """True if ``pid`` is a live (non-zombie) process, and the same one if ``start`` is known."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except OSError:
+        return False
+    stat_path = Path(f"/proc/{pid}/stat")
+    if stat_path.exists():
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            return False
+        rest = stat[stat.rfind(")") + 2 :].split()
+        if rest and rest[0] in ("Z", "X"):  # zombie or dead: exited, not yet reaped
+            return False
+        if start is not None and len(rest) > 19 and rest[19] != start:
+            return False
+    return True
+
+
+# ---- records ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One row of ``runs`` with its JSON fields decoded and its status as readers see it."""
+
+    id: int
+    name: str
+    preset: str
+    status: str  # effective: 'crashed' when the row says running but the worker is gone
+    config: dict
+    device: str  # the device it trains on ('cpu', 'cuda:0'), or what was asked before it started
+    total_steps: int
+    step: int = 0
+    stored_status: str = ""
+    device_request: str = "auto"
+    pid: int | None = None
+    host: str | None = None
+    proc_start: str | None = None
+    heartbeat: float | None = None
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    error: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    stop_requested: bool = False
+    n_params: int | None = None
+    last_loss: float | None = None
+    images_per_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """A worker is (or is about to be) training it."""
+        return self.status in ("queued", "running")
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset", "mnist"))
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the measured pace, when there is one."""
+        if self.status != "running" or self.step <= 0 or self.elapsed_s <= 0:
+            return None
+        return max(0.0, (self.total_steps - self.step) * self.elapsed_s / self.step)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("stored_status")
+        d.pop("proc_start")
+        for k in ("last_loss", "images_per_s"):
+            if d[k] is not None and not math.isfinite(d[k]):
+                d[k] = None
+        return d
+
+
+@dataclass
+class SampleRecord:
+    run: int
+    step: int
+    sampler: str
+    steps: int
+    data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
+    time: float
+
+
+@dataclass
+class CheckpointRecord:
+    run: int
+    step: int
+    path: str
+    bytes: int
+    sha256: str
+    time: float
+
+
+def _effective_status(row: dict, now: float, here: str) -> str:
+    status = row["status"]
+    if status == "running" or (status == "queued" and row["pid"]):
+        if row["host"] == here:
+            alive = pid_alive(row["pid"], row["proc_start"])
+        else:
+            alive = row["heartbeat"] is not None and now - row["heartbeat"] < STALE_AFTER
+        if not alive:
+            return "crashed"
+    return status
+
+
+def _to_run(row: dict, now: float, here: str) -> Run:
+    return Run(
+        id=row["id"],
+        name=row["name"],
+        preset=row["preset"],
+        status=_effective_status(row, now, here),
+        stored_status=row["status"],
+        config=json.loads(row["config"]),
+        device=row["device"] or row["device_request"] or "auto",
+        device_request=row["device_request"] or "auto",
+        total_steps=row["total_steps"],
+        step=row["step"] or 0,
+        pid=row["pid"],
+        host=row["host"],
+        proc_start=row["proc_start"],
+        heartbeat=row["heartbeat"],
+        created=row["created"],
+        started=row["started"],
+        ended=row["ended"],
+        error=row["error"],
+        tags=json.loads(row["tags"] or "[]"),
+        notes=row["notes"] or "",
+        stop_requested=bool(row["stop_requested"]),
+        n_params=row["n_params"],
+        last_loss=row["last_loss"],
+        images_per_s=row["images_per_s"],
+        elapsed_s=row["elapsed_s"] or 0.0,
+    )
+
+
+# ---- schema ------------------------------------------------------------------------------
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        {
+            "id": int,
+            "name": str,
+            "preset": str,
+            "status": str,
+            "config": str,
+            "device_request": str,
+            "device": str,
+            "pid": int,
+            "host": str,
+            "proc_start": str,
+            "heartbeat": float,
+            "created": float,
+            "started": float,
+            "ended": float,
+            "step": int,
+            "total_steps": int,
+            "error": str,
+            "tags": str,
+            "notes": str,
+            "stop_requested": int,
+            "n_params": int,
+            "last_loss": float,
+            "images_per_s": float,
+            "elapsed_s": float,
+        },
+        pk="id",
+        not_null={"name", "preset", "status", "config", "created", "total_steps"},
+        defaults={"step": 0, "tags": "[]", "notes": "", "stop_requested": 0, "elapsed_s": 0.0},
+    )
+    db["runs"].create_index(["name"], unique=True)
+    db["runs"].create_index(["status"])
+    db["metrics"].create(
+        {"run": int, "step": int, "name": str, "value": float, "time": float},
+        pk=("run", "name", "step"),
+        foreign_keys=[("run", "runs", "id")],
+    )
+    db["samples"].create(
+        {
+            "id": int,
+            "run": int,
+            "step": int,
+            "sampler": str,
+            "steps": int,
+            "n": int,
+            "shape": str,
+            "dtype": str,
+            "data": bytes,
+            "time": float,
+        },
+        pk="id",
+        foreign_keys=[("run", "runs", "id")],
+    )
+    db["samples"].create_index(["run", "step"])
+    db["checkpoints"].create(
+        {"run": int, "step": int, "path": str, "bytes": int, "sha256": str, "time": float},
+        pk=("run", "step"),
+        foreign_keys=[("run", "runs", "id")],
+    )
+
+
+# Forward migrations: MIGRATIONS[v] takes a database at schema version v to v + 1. A new
+# schema change appends a function here and bumps SCHEMA_VERSION; old files are upgraded in
+# place, in one transaction, the first time a newer ddpm-tui opens them for writing.
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1}
+
+
+# ---- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """Every query the engine, the CLI and the dashboard make, over one SQLite file.
+
+    ``readonly=True`` opens without the right to write (``ddpm ls`` on a file you may not
+    change). ``create=False`` refuses to make a new file: reading commands never leave an
+    empty database behind.
+    """
+
+    def __init__(self, path: Path | str | None = None, *, readonly: bool = False, create: bool = True):
+        self.path = Path(path) if path is not None else default_db_path()
+        self.readonly = readonly
+        self._here = hostname()
+        exists = self.path.exists()
+        if not exists and (readonly or not create):
+            raise StoreError(f"no database at {self.path}; start a run with `ddpm run` (or pass --db PATH)")
+        if exists and self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a database file; pass --db PATH/experiments.db")
+        if not exists and not self.path.parent.exists():
+            raise StoreError(f"folder {self.path.parent} does not exist; create it or choose another --db")
+        self.conn = self._connect(exists)
+        self.db = sqlite_utils.Database(self.conn)
+        self._check_and_migrate(exists)  # refuses files that are not ours before anything is written
+
+    def _tune(self) -> None:
+        """WAL (readers never block the writer) and NORMAL sync (durable against a killed
+        process, which is what a worker meets). Only ever done to a file known to be ours."""
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError as e:
+            raise self._unusable(e) from None
+
+    # ---- opening -----------------------------------------------------------------------
+
+    def _connect(self, exists: bool) -> sqlite3.Connection:
+        try:
+            if self.readonly:
+                conn = self._connect_readonly()
+            else:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise self._unusable(e) from None
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL database in a folder we cannot write has no -shm file to share; reading it
+            # as immutable is safe when no writer can be there either.
+            conn.close()
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        return conn
+
+    def _unusable(self, e: Exception) -> StoreError:
+        text = str(e)
+        if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+            return StoreError(f"{self.path} is not a SQLite database (or is damaged); pass --db with another path")
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return StoreError(f"cannot open {self.path} for writing ({text}); check its permissions or pass --db")
+        return StoreError(f"cannot use database {self.path}: {text}")
+
+    def _check_and_migrate(self, exists: bool) -> None:
+        tables = set(self.db.table_names())
+        if "meta" not in tables:
+            if tables:
+                raise StoreError(
+                    f"{self.path} belongs to another program (tables: {', '.join(sorted(tables)[:5])}); "
+                    "it was left untouched. Pass --db with another path"
+                )
+            if self.readonly:
+                raise StoreError(f"{self.path} is empty and read-only; start a run with `ddpm run` elsewhere")
+            version = 0
+        else:
+            meta = {r["key"]: r["value"] for r in self.db["meta"].rows}
+            if meta.get("app") != APP:
+                raise StoreError(f"{self.path} is not a ddpm-tui database (app={meta.get('app')!r}); it was left untouched")
+            version = int(meta.get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer ddpm-tui (schema {version}, this one reads up to "
+                f"{SCHEMA_VERSION}); upgrade ddpm-tui. The file was left untouched"
+            )
+        if self.readonly:
+            if version < SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has an older schema ({version}) and is read-only; open it once writable")
+            return
+        self._tune()
+        if version < SCHEMA_VERSION:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        with self.write():
+            if version == 0:
+                self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+                self.db["meta"].upsert({"key": "app", "value": APP}, pk="key")
+            for v in range(version, SCHEMA_VERSION):
+                MIGRATIONS[v](self.db)
+            self.db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front so
+        the busy timeout applies (a deferred read-then-write could fail at once instead)."""
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only; this needs a writable database")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise self._unusable(e) from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- paths ---------------------------------------------------------------------------
+
+    @property
+    def runs_root(self) -> Path:
+        """``<db stem>.runs/`` beside the database."""
+        return self.path.parent / f"{self.path.stem}.runs"
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.runs_root / str(int(run_id))
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        cur = self.conn.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def create_run(
+        self,
+        config: dict,
+        *,
+        preset: str,
+        name: str | None = None,
+        tags: list[str] | tuple[str, ...] = (),
+        device: str = "auto",
+        notes: str = "",
+    ) -> Run:
+        """A new ``queued`` run; its name defaults to ``<preset>-<id>``."""
+        if name is not None:
+            check_name(name)
+        tags = [check_tag(t) for t in dict.fromkeys(tags)]
+        now = time.time()
+        with self.write() as c:
+            if name is not None and c.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"a run named {name!r} exists already; choose another --name")
+            cur = c.execute(
+                "INSERT INTO runs (name, preset, status, config, device_request, created, total_steps, tags, notes)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (
+                    name or f"tmp-{os.getpid()}-{now}",
+                    preset,
+                    json.dumps(config, sort_keys=True),
+                    device,
+                    now,
+                    int(config.get("steps", 0)),
+                    json.dumps(tags),
+                    notes,
+                ),
+            )
+            run_id = int(cur.lastrowid)
+            if name is None:
+                auto = f"{preset}-{run_id}"
+                if c.execute("SELECT 1 FROM runs WHERE name = ?", (auto,)).fetchone():
+                    auto = f"{preset}-{run_id}-{int(now)}"
+                c.execute("UPDATE runs SET name = ? WHERE id = ?", (auto, run_id))
+        return self.get_run(run_id)
+
+    def get_run(self, ref: int | str) -> Run:
+        """A run by id or by its unique name."""
+        text = str(ref).strip()
+        rows = []
+        if text.isdigit():
+            rows = self._rows("SELECT * FROM runs WHERE id = ?", (int(text),))
+        if not rows:
+            rows = self._rows("SELECT * FROM runs WHERE name = ?", (text,))
+        if not rows:
+            raise RunNotFound(f"no run {text!r} in {self.path}; `ddpm ls` lists the runs")
+        return _to_run(rows[0], time.time(), self._here)
+
+    def list_runs(self, status: str | None = None, tag: str | None = None) -> list[Run]:
+        """Every run, newest first; ``status`` filters on the effective status."""
+        now = time.time()
+        runs = [_to_run(r, now, self._here) for r in self._rows("SELECT * FROM runs ORDER BY id DESC")]
+        if status is not None:
+            runs = [r for r in runs if r.status == status]
+        if tag is not None:
+            runs = [r for r in runs if tag in r.tags]
+        return runs
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes when anyone commits to the file: lets pollers skip work when nothing moved."""
+        dv = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        total = self.conn.execute("SELECT total_changes()").fetchone()[0]
+        return int(dv), int(total)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def claim(self, run_id: int, *, device: str, pid: int | None = None) -> Run:
+        """Make this process the run's worker: ``running``, with pid, host and heartbeat.
+
+        One statement, so two workers can never both claim a run: the second sees the first's
+        live row and is refused. A run that is crashed, stopped, failed or completed is claimed
+        again by a resume (which first sets it back to ``queued``).
+        """
+        pid = pid or os.getpid()
+        run = self.get_run(run_id)
+        if run.status == "running" and run.pid != pid:
+            raise StoreError(f"run {run.id} ({run.name}) is already being trained by pid {run.pid} on {run.host}")
+        if run.status not in ("queued", "crashed", "running"):
+            raise StoreError(f"run {run.id} ({run.name}) is {run.status}; use `ddpm resume {run.id}` to continue it")
+        now = time.time()
+        with self.write() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = 'running', pid = ?, host = ?, proc_start = ?, heartbeat = ?,"
+                " started = coalesce(started, ?), ended = NULL, error = NULL, device = ?, stop_requested = 0"
+                " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
+                (pid, self._here, process_start(pid), now, now, device, run_id, run.stored_status, run.pid),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"run {run_id} was claimed by another worker at the same moment; it is running there")
+        return self.get_run(run_id)
+
+    def set_spawned(self, run_id: int, pid: int) -> None:
+        """Record a detached worker's pid as soon as it is launched, before it claims the run,
+        so that a worker that dies on the way is seen as crashed rather than queued forever."""
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET pid = ?, host = ?, proc_start = ?, heartbeat = ? WHERE id = ? AND status = 'queued'",
+                (pid, self._here, process_start(pid), time.time(), run_id),
+            )
+
+    def heartbeat(self, run_id: int, pid: int | None = None) -> None:
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND pid = ? AND status = 'running'",
+                (time.time(), run_id, pid or os.getpid()),
+            )
+
+    def live_workers_here(self) -> int:
+        """How many runs are being trained by live processes on this host."""
+        rows = self.conn.execute("SELECT pid, proc_start FROM runs WHERE status = 'running' AND host = ?", (self._here,))
+        return sum(1 for pid, start in rows.fetchall() if pid_alive(pid, start))
+
+    def stop_requested(self, run_id: int) -> bool:
+        row = self.conn.execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def request_stop(self, ref: int | str) -> Run:
+        """Ask a run's worker to stop at its next step (it checkpoints first). A queued run
+        that no worker has picked up yet is stopped at once."""
+        run = self.get_run(ref)
+        with self.write() as c:
+            if run.stored_status == "queued" and not run.pid:
+                c.execute("UPDATE runs SET status = 'stopped', ended = ? WHERE id = ?", (time.time(), run.id))
+            else:
+                c.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run.id,))
+        return self.get_run(run.id)
+
+    def finish(self, run_id: int, status: str, error: str | None = None) -> None:
+        if status not in FINAL:
+            raise ValueError(f"not a final status: {status}")
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, error = ?, ended = ?, heartbeat = ?, stop_requested = 0 WHERE id = ?",
+                (status, error, time.time(), time.time(), run_id),
+            )
+
+    def prepare_resume(self, ref: int | str, total_steps: int | None = None) -> Run:
+        """Put a stopped, failed, crashed or completed run back in the queue, optionally with
+        a new total step count (which must lie beyond the step it reached)."""
+        run = self.get_run(ref)
+        if run.status in ("running", "queued"):
+            raise StoreError(f"run {run.id} ({run.name}) is {run.status} already; `ddpm stop {run.id}` first")
+        config = dict(run.config)
+        total = run.total_steps if total_steps is None else int(total_steps)
+        if total_steps is not None:
+            if total <= run.step:
+                raise StoreError(f"--steps {total} is not beyond step {run.step} that run {run.id} reached; ask for more")
+            config["steps"] = total
+        elif run.status == "completed":
+            raise StoreError(f"run {run.id} is completed at step {run.step}; pass --steps TOTAL (more than {run.step})")
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET status = 'queued', pid = NULL, host = NULL, proc_start = NULL, error = NULL,"
+                " ended = NULL, stop_requested = 0, total_steps = ?, config = ? WHERE id = ?",
+                (total, json.dumps(config, sort_keys=True), run.id),
+            )
+        return self.get_run(run.id)
+
+    def set_progress(self, run_id: int, **values: Any) -> None:
+        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps"}
+        bad = set(values) - allowed
+        if bad:
+            raise ValueError(f"not progress fields: {bad}")
+        if not values:
+            return
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self.write() as c:
+            c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
+
+    def delete_run(self, ref: int | str) -> Run:
+        """Delete a run's rows and its checkpoint folder. A live run must be stopped first."""
+        run = self.get_run(ref)
+        if run.status in ("running",) or (run.status == "queued" and run.pid):
+            raise StoreError(f"run {run.id} ({run.name}) is {run.status}; `ddpm stop {run.id}` it before deleting it")
+        with self.write() as c:
+            for table in ("metrics", "samples", "checkpoints"):
+                c.execute(f"DELETE FROM {table} WHERE run = ?", (run.id,))
+            c.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+        folder = self.run_dir(run.id)
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        return run
+
+    def rename(self, ref: int | str, name: str) -> Run:
+        run = self.get_run(ref)
+        check_name(name)
+        try:
+            with self.write() as c:
+                c.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run.id))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"a run named {name!r} exists already; choose another name") from None
+        return self.get_run(run.id)
+
+    def add_tag(self, ref: int | str, tag: str) -> Run:
+        return self._edit_tags(ref, lambda tags: tags + [check_tag(tag)] if tag not in tags else tags)
+
+    def remove_tag(self, ref: int | str, tag: str) -> Run:
+        return self._edit_tags(ref, lambda tags: [t for t in tags if t != tag])
+
+    def _edit_tags(self, ref, edit) -> Run:
+        run = self.get_run(ref)
+        with self.write() as c:
+            (raw,) = c.execute("SELECT tags FROM runs WHERE id = ?", (run.id,)).fetchone()
+            c.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(edit(json.loads(raw or "[]"))), run.id))
+        return self.get_run(run.id)
+
+    def set_notes(self, ref: int | str, text: str, append: bool = False) -> Run:
+        run = self.get_run(ref)
+        with self.write() as c:
+            if append and run.notes:
+                text = run.notes.rstrip("\n") + "\n" + text
+            c.execute("UPDATE runs SET notes = ? WHERE id = ?", (text, run.id))
+        return self.get_run(run.id)
+
+    # ---- metrics -------------------------------------------------------------------------
+
+    def record(
+        self,
+        run_id: int,
+        metrics: list[tuple[int, str, float, float]],
+        progress: dict[str, Any] | None = None,
+        heartbeat: bool = True,
+    ) -> None:
+        """A batch of metric rows ``(step, name, value, time)`` and the run's progress, in one
+        transaction. Rows are keyed by (run, name, step): a step written twice keeps one row."""
+        progress = dict(progress or {})
+        with self.write() as c:
+            if metrics:
+                c.executemany(
+                    "INSERT OR REPLACE INTO metrics (run, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, int(s), n, float(v), float(t)) for s, n, v, t in metrics],
+                )
+            if heartbeat:
+                progress["heartbeat"] = time.time()
+            if progress:
+                cols = ", ".join(f"{k} = ?" for k in progress)
+                c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*progress.values(), run_id))
+
+    def metrics(self, ref: int | str, names: list[str] | None = None, since_step: int | None = None) -> list[dict]:
+        run_id = self._id(ref)
+        sql = "SELECT step, name, value, time FROM metrics WHERE run = ?"
+        params: list[Any] = [run_id]
+        if names:
+            sql += f" AND name IN ({', '.join('?' * len(names))})"
+            params += list(names)
+        if since_step is not None:
+            sql += " AND step > ?"
+            params.append(since_step)
+        return self._rows(sql + " ORDER BY step, name", tuple(params))
+
+    def series(self, ref: int | str, name: str) -> tuple[list[int], list[float]]:
+        rows = self.conn.execute(
+            "SELECT step, value FROM metrics WHERE run = ? AND name = ? ORDER BY step", (self._id(ref), name)
+        ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def latest_metrics(self, ref: int | str) -> dict[str, tuple[int, float]]:
+        """The last value of every metric a run has: name -> (step, value)."""
+        rows = self.conn.execute(
+            "SELECT m.name, m.step, m.value FROM metrics m JOIN"
+            " (SELECT name, max(step) AS step FROM metrics WHERE run = ? GROUP BY name) last"
+            " ON m.name = last.name AND m.step = last.step WHERE m.run = ?",
+            (self._id(ref), self._id(ref)),
+        ).fetchall()
+        return {name: (step, value) for name, step, value in rows}
+
+    def truncate_after(self, run_id: int, step: int) -> None:
+        """Forget what a run recorded past ``step``: a resume from the checkpoint at ``step``
+        replays those steps, so its curve continues with no gap and no duplicate."""
+        with self.write() as c:
+            c.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
+            c.execute("DELETE FROM samples WHERE run = ? AND step > ?", (run_id, step))
+            c.execute("UPDATE runs SET step = ? WHERE id = ?", (step, run_id))
+
+    # ---- samples ------------------------------------------------------------------------
+
+    def add_samples(self, run_id: int, step: int, data: np.ndarray, sampler: str, steps: int) -> None:
+        arr = np.ascontiguousarray(data)
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO samples (run, step, sampler, steps, n, shape, dtype, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), sampler, int(steps), int(arr.shape[0]), json.dumps(list(arr.shape)),
+                 str(arr.dtype), arr.tobytes(), time.time()),
+            )  # fmt: skip
+
+    def latest_samples(self, ref: int | str) -> SampleRecord | None:
+        rows = self._rows("SELECT * FROM samples WHERE run = ? ORDER BY step DESC, id DESC LIMIT 1", (self._id(ref),))
+        return _to_samples(rows[0]) if rows else None
+
+    def samples(self, ref: int | str) -> list[SampleRecord]:
+        return [_to_samples(r) for r in self._rows("SELECT * FROM samples WHERE run = ? ORDER BY step, id", (self._id(ref),))]
+
+    def sample_steps(self, ref: int | str) -> list[int]:
+        rows = self.conn.execute("SELECT DISTINCT step FROM samples WHERE run = ? ORDER BY step", (self._id(ref),))
+        return [r[0] for r in rows]
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def add_checkpoint(self, run_id: int, step: int, path: Path | str, nbytes: int, sha256: str, removed=()) -> None:
+        with self.write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO checkpoints (run, step, path, bytes, sha256, time) VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), self._rel(path), int(nbytes), sha256, time.time()),
+            )
+            for p in removed:
+                c.execute("DELETE FROM checkpoints WHERE run = ? AND path = ?", (run_id, self._rel(p)))
+
+    def checkpoints(self, ref: int | str) -> list[CheckpointRecord]:
+        rows = self._rows("SELECT * FROM checkpoints WHERE run = ? ORDER BY step", (self._id(ref),))
+        return [CheckpointRecord(**{**r, "path": str(self._abs(r["path"]))}) for r in rows]
+
+    def checkpoint_at(self, ref: int | str, step: int | None = None) -> CheckpointRecord:
+        """The checkpoint at ``step`` (the latest when None), with a clear error if none."""
+        run = self.get_run(ref)
+        ckpts = self.checkpoints(run.id)
+        if not ckpts:
+            raise StoreError(f"run {run.id} ({run.name}) has no checkpoint yet; let it train (or resume it) first")
+        if step is None:
+            return ckpts[-1]
+        for c in ckpts:
+            if c.step == step:
+                return c
+        have = ", ".join(str(c.step) for c in ckpts)
+        raise StoreError(f"run {run.id} has no checkpoint at step {step}; it has: {have}")
+
+    def _rel(self, path: Path | str) -> str:
+        """Checkpoint paths are kept relative to the database's folder, so the database and
+        its runs folder can be moved together."""
+        p = Path(path)
+        try:
+            return str(p.resolve().relative_to(self.path.parent.resolve()))
+        except ValueError:
+            return str(p)
+
+    def _abs(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else self.path.parent / p
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _id(self, ref: int | str) -> int:
+        if isinstance(ref, int):
+            return ref
+        return self.get_run(ref).id
+
+
+def _to_samples(row: dict) -> SampleRecord:
+    shape = tuple(json.loads(row["shape"]))
+    data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
+    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"])
+
+
+def check_name(name: str) -> str:
+    """Run names are for people and scripts: letters, digits, ``. _ + -``, not all digits
+    (so that a name never reads as another run's id), at most 64 characters."""
+    if not NAME_RE.match(name) or name.isdigit():
+        raise StoreError(
+            f"run name {name!r} is not allowed; use 1-64 letters, digits, '.', '_', '+' or '-', "
+            "starting with a letter or digit and not all digits"
+        )
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not tag or len(tag) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in tag) or "," in tag:
+        raise StoreError(f"tag {tag!r} is not allowed; use 1-64 characters without spaces or commas")
+    return tag

@@ -1,0 +1,314 @@
+"""The worker: trains one run against one database, in this process or a detached one.
+
+    python -m core.worker RUN_ID --db PATH [--device auto|cpu|cuda]
+
+A worker claims its run (``running``, pid, host), keeps a heartbeat from a thread, turns the
+trainer's events into store rows (metrics in small batches, samples, checkpoints), checks
+for a stop request at every step, and ends the run ``completed``, ``stopped`` (checkpointed
+first) or ``failed`` with the error text. It resumes from the run's newest recorded
+checkpoint, so a crashed, stopped or extended run continues exactly where it was.
+
+The foreground ``ddpm run`` calls :func:`train_run` in its own process, adding a callback
+for its progress bar; ``--detach`` and the dashboard call :func:`spawn_worker`, which starts
+this module in a new session so that it outlives the terminal that started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from core.store import HEARTBEAT_EVERY, Run, Store, StoreError
+
+FLUSH_EVERY_S = 2.0  # metric rows are written at most this often (and at every other event)
+FLUSH_ROWS = 500
+
+
+class Recorder:
+    """Trainer events -> store rows. Metrics are buffered and written in one transaction
+    every couple of seconds together with the run's progress and heartbeat, which keeps the
+    cost of recording far below 2% of training time (bench/store_overhead.py measures it)."""
+
+    def __init__(self, store: Store, run_id: int):
+        self.store, self.run_id = store, run_id
+        self.pending: list[tuple[int, str, float, float]] = []
+        self.progress: dict = {}
+        self.last_flush = time.monotonic()
+
+    def __call__(self, event) -> None:
+        from core.train import CheckpointSaved, Metrics, Samples
+
+        if isinstance(event, Metrics):
+            self.pending += [(event.step, k, v, event.time) for k, v in event.values.items()]
+            self.progress = {
+                "step": event.step,
+                "last_loss": event.values.get("loss"),
+                "images_per_s": event.values.get("images_per_s"),
+                "elapsed_s": event.values.get("elapsed_s"),
+            }
+            if time.monotonic() - self.last_flush >= FLUSH_EVERY_S or len(self.pending) >= FLUSH_ROWS:
+                self.flush()
+        elif isinstance(event, Samples):
+            self.flush()
+            self.store.add_samples(self.run_id, event.step, event.data, event.sampler, event.steps)
+        elif isinstance(event, CheckpointSaved):
+            self.flush()  # every metric up to the checkpoint's step is on disk before it counts
+            self.store.add_checkpoint(self.run_id, event.step, event.path, event.bytes, event.sha256, event.removed)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending or self.progress:
+            self.store.record(self.run_id, self.pending, self.progress)
+        self.pending, self.progress = [], {}
+        self.last_flush = time.monotonic()
+
+
+class CpuShare:
+    """Workers on one CPU host split its cores between them.
+
+    Each torch process defaults to one thread per core, and OpenMP threads that outnumber
+    the cores wait on each other: on a 2-core machine two 2-thread workers trained 8x slower
+    than two 1-thread workers (bench/cpu_share.py). So every few seconds a CPU worker counts
+    the live workers on its host and takes its share. It must run on the training thread:
+    the OpenMP thread count belongs to the thread that sets it.
+    """
+
+    def __init__(self, store: Store, every: float = 5.0):
+        import torch
+
+        self.torch = torch
+        self.store, self.every = store, every
+        self.cores = torch.get_num_threads()
+        self.threads = self.cores
+        self.next_check = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + self.every
+        want = max(1, self.cores // max(1, self.store.live_workers_here()))
+        if want != self.threads:
+            self.torch.set_num_threads(want)
+            self.threads = want
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the run's heartbeat from its own connection, so the run looks alive to other
+    hosts' readers even while the main thread spends a minute sampling or checkpointing."""
+
+    def __init__(self, db_path: Path, run_id: int, every: float = HEARTBEAT_EVERY):
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.db_path, self.run_id, self.every = db_path, run_id, every
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            store = Store(self.db_path, create=False)
+        except StoreError:
+            return
+        try:
+            while not self.done.wait(self.every):
+                try:
+                    store.heartbeat(self.run_id)
+                except Exception:  # a locked or vanished file must not kill training
+                    pass
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if type(e).__module__.startswith("core") else f"{type(e).__name__}: {text}"
+
+
+def _resume_point(store: Store, run: Run):
+    """The newest recorded checkpoint that loads, or None to start from step 0. Checkpoint
+    files that are not recorded (a kill between the write and the record) are ignored: the
+    metrics up to them may not have been written."""
+    from core.checkpoint import CheckpointError, load_checkpoint
+
+    for ck in reversed(store.checkpoints(run.id)):
+        try:
+            return load_checkpoint(ck.path)
+        except CheckpointError as e:
+            print(f"skipping checkpoint at step {ck.step}: {e}", file=sys.stderr, flush=True)
+    return None
+
+
+def train_run(
+    db_path: Path | str,
+    run_ref: int | str,
+    *,
+    device: str | None = None,
+    on_event: Callable | None = None,
+    stop: threading.Event | None = None,
+    on_start: Callable | None = None,
+) -> str:
+    """Train one run to its end; returns its final status. ``stop`` is an extra stop signal
+    (Ctrl-C in the foreground CLI); ``on_event`` sees every trainer event after the store.
+
+    Errors in the run itself end it ``failed`` (the message is in the row) and are re-raised.
+    """
+    from core.config import RunConfig
+    from core.train import Trainer, resolve_device
+
+    store = Store(db_path, create=False)
+    run = store.get_run(run_ref)
+    stop = stop or threading.Event()
+    recorder = Recorder(store, run.id)
+    heartbeat: Heartbeat | None = None
+    claimed = False
+    try:
+        run = store.claim(run.id, device=device or run.device_request)
+        claimed = True
+        dev = resolve_device(device or run.device_request)
+        heartbeat = Heartbeat(store.path, run.id)
+        heartbeat.start()
+
+        def events(ev) -> None:
+            recorder(ev)
+            if on_event is not None:
+                on_event(ev)
+
+        share = CpuShare(store) if dev.type == "cpu" else None
+
+        def should_stop() -> bool:  # called by the trainer before every step
+            if share is not None:
+                share()
+            return stop.is_set() or store.stop_requested(run.id)
+
+        cfg = RunConfig.from_dict(run.config)
+        kwargs = dict(device=dev, run_dir=store.run_dir(run.id), on_event=events, should_stop=should_stop)
+        state = _resume_point(store, run)
+        trainer = Trainer(cfg, **kwargs)
+        if state is not None:
+            trainer.load_state(state)
+            del state
+        store.truncate_after(run.id, trainer.step)
+        store.set_progress(run.id, n_params=trainer.n_params, device=str(trainer.device))
+        if on_start is not None:
+            on_start(store.get_run(run.id), trainer)
+        reason = trainer.run()
+        recorder.flush()
+        status = "completed" if reason == "completed" else "stopped"
+        store.finish(run.id, status)
+        return status
+    except KeyboardInterrupt:
+        if claimed:
+            _safe(recorder.flush)
+            last = store.checkpoints(run.id)
+            where = f"step {last[-1].step}" if last else "the start"
+            _safe(lambda: store.finish(run.id, "stopped", f"interrupted before a checkpoint; resumes from {where}"))
+        raise
+    except BaseException as e:
+        if claimed:
+            _safe(recorder.flush)
+            message = _one_line(e)
+            _safe(lambda: store.finish(run.id, "failed", message))
+        raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+        store.close()
+
+
+def _safe(fn: Callable) -> None:
+    try:
+        fn()
+    except Exception:
+        pass
+
+
+# ---- detached workers --------------------------------------------------------------------
+
+_children: list[subprocess.Popen] = []
+
+
+def spawn_worker(db_path: Path | str, run_id: int, device: str | None = None) -> subprocess.Popen:
+    """Start ``python -m core.worker`` for a queued run, detached: its own session (no
+    SIGHUP when the terminal goes), output to ``worker.log`` in the run's folder. The pid is
+    recorded at once so a worker that dies before claiming the run shows up as crashed."""
+    store = Store(db_path, create=False)
+    try:
+        run = store.get_run(run_id)
+        folder = store.run_dir(run.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "core.worker", str(run.id), "--db", str(Path(db_path).resolve())]
+        if device:
+            cmd += ["--device", device]
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(folder / "worker.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, env=env, cwd=str(Path(db_path).resolve().parent),
+            )  # fmt: skip
+        store.set_spawned(run.id, proc.pid)
+    finally:
+        store.close()
+    _children.append(proc)
+    reap()
+    return proc
+
+
+def reap() -> None:
+    """Collect exited detached workers so a long-lived parent (the dashboard) keeps no zombies."""
+    for p in list(_children):
+        if p.poll() is not None:
+            _children.remove(p)
+
+
+def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None] | None = None) -> None:
+    """SIGTERM and SIGHUP (and SIGINT) ask for a clean stop: checkpoint, then ``stopped``.
+    A second SIGINT interrupts at once."""
+
+    def handler(signum, frame):
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if on_signal is not None:
+            on_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.worker", description="Train one run of a ddpm-tui database.")
+    ap.add_argument("run", help="run id or name")
+    ap.add_argument("--db", required=True, type=Path, help="the SQLite database")
+    ap.add_argument("--device", default=None, help="auto, cpu or cuda (default: what the run asked for)")
+    args = ap.parse_args(argv)
+    stop = threading.Event()
+    install_stop_signals(stop, lambda s: print(f"signal {s}: stopping at the next step", flush=True))
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} worker pid {os.getpid()} for run {args.run} in {args.db}", flush=True)
+    try:
+        status = train_run(args.db, args.run, device=args.device, stop=stop)
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} run {args.run} {status}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
