@@ -1,0 +1,97 @@
+"""Loss curves and point clouds as terminal charts (plotext), for the CLI.
+
+The dashboard draws the same series with textual-plotext widgets; the series preparation
+(:func:`smooth`, :func:`thin`) is shared so both faces show the same curves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
+
+
+def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction (as TensorBoard draws it), so the
+    smoothed curve starts at the first value rather than at zero."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, 1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
+def thin(xs: Sequence[float], ys: Sequence[float], limit: int = 600) -> tuple[list, list]:
+    """At most ``limit`` points, evenly spaced, always keeping the last: a terminal chart has
+    a few hundred columns, and plotting 100,000 points only costs time."""
+    n = len(xs)
+    if n <= limit:
+        return list(xs), list(ys)
+    idx = sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+    return [xs[i] for i in idx], [ys[i] for i in idx]
+
+
+def positive(xs: Sequence[float], ys: Sequence[float]) -> tuple[list, list]:
+    """Points a log axis can show."""
+    keep = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and y > 0]
+    return [p[0] for p in keep], [p[1] for p in keep]
+
+
+def loss_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    width: int = 80,
+    height: int = 16,
+    color: bool = True,
+    log_y: bool = True,
+    smoothed: bool = True,
+    title: str | None = None,
+) -> str:
+    """Curves for one or several runs on one chart: raw (faint) and smoothed per series."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(max(20, width), max(6, height))
+    plt.theme("pro" if color else "clear")
+    any_points = False
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        xs, ys = positive(xs, ys) if log_y else (list(xs), list(ys))
+        if not xs:
+            continue
+        any_points = True
+        c = COLORS[i % len(COLORS)]
+        if smoothed and len(ys) > 5:
+            sx, sy = thin(xs, smooth(ys))
+            if len(series) == 1:
+                rx, ry = thin(xs, ys)
+                plt.plot(rx, ry, color="gray" if color else None, marker="dot", label=f"{label} raw")
+            plt.plot(sx, sy, color=c if color else None, marker="braille", label=label)
+        else:
+            tx, ty = thin(xs, ys)
+            plt.plot(tx, ty, color=c if color else None, marker="braille", label=label)
+    if log_y and any_points:
+        plt.yscale("log")
+    plt.xlabel("step")
+    if title:
+        plt.title(title)
+    out = plt.build()
+    plt.clear_figure()
+    return out
+
+
+def points_chart(points, *, width: int = 60, height: int = 20, color: bool = True, title: str | None = None) -> str:
+    """A 2-D point cloud (the S-curve toy) as a braille scatter."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(max(20, width), max(6, height))
+    plt.theme("pro" if color else "clear")
+    plt.scatter([float(p[0]) for p in points], [float(p[1]) for p in points], marker="braille", color="cyan" if color else None)
+    plt.xlim(-1.6, 1.6)
+    plt.ylim(-1.6, 1.6)
+    if title:
+        plt.title(title)
+    out = plt.build()
+    plt.clear_figure()
+    return out

@@ -1,0 +1,106 @@
+"""How runs read on screen: durations, ages, status colours, config differences.
+
+Shared by the CLI and the dashboard so both say the same thing the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+STATUS_STYLE = {
+    "queued": "yellow",
+    "running": "bold cyan",
+    "completed": "green",
+    "stopped": "magenta",
+    "failed": "bold red",
+    "crashed": "bold red",
+}
+
+# The fields worth seeing first when a run is shown; the rest appear when they differ from
+# the preset.
+KEY_FIELDS = ("dataset", "steps", "batch_size", "lr", "T", "schedule", "objective", "loss", "channels", "channel_mult", "seed")
+
+
+def duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``1h02m``, ``2d03h``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def age(timestamp: float | None, now: float | None = None) -> str:
+    """How long ago, coarsely: ``12s``, ``5m``, ``3h``, ``2d``."""
+    if not timestamp:
+        return "-"
+    s = max(0.0, (now or time.time()) - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{int(s // size)}{unit}"
+    return f"{int(s)}s"
+
+
+def number(v: Any) -> str:
+    """A metric value, compactly: 0.0281, 1.2e-05, 402, 1,234,567."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 0.01:
+        return f"{v:.4f}".rstrip("0").rstrip(".") if a < 1 else f"{v:.3f}"
+    return f"{v:.2e}"
+
+
+def value(v: Any) -> str:
+    """A config value as the user would type it after ``--set key=``."""
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v) if v else "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v) if v != "" else "-"
+
+
+def progress(step: int, total: int) -> str:
+    pct = 100.0 * step / total if total else 0.0
+    return f"{step:,}/{total:,} ({pct:.0f}%)"
+
+
+def config_differences(configs: list[dict]) -> dict[str, list[Any]]:
+    """The keys whose values are not all equal, in field order: what a comparison is about."""
+    keys: list[str] = []
+    for c in configs:
+        keys += [k for k in c if k not in keys]
+    return {k: [c.get(k) for c in configs] for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
+
+
+def preset_differences(config: dict, preset_config: dict) -> dict[str, tuple[Any, Any]]:
+    """Fields a run changed from its preset: name -> (preset value, run value)."""
+    return {k: (preset_config.get(k), v) for k, v in config.items() if _norm(preset_config.get(k)) != _norm(v)}
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
