@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.atomic import atomic_write_bytes  # noqa: E402
 from core.checkpoint import save_checkpoint  # noqa: E402
 from core.config import ConfigError, preset  # noqa: E402
-from core.data import DataError, distance_to_s_curve  # noqa: E402
+from core.data import DataError  # noqa: E402
 from core.train import Metrics, Trainer, TrainingError, to_numpy  # noqa: E402
 
 
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"images/s    {images / max(trainer.elapsed, 1e-9):.1f}")
 
     t0 = time.perf_counter()
-    res = trainer.sample(args.n, sampler=args.sampler, steps=args.steps if args.sampler == "ddim" else None, eta=args.eta, seed=12345)
+    res = trainer.sample(
+        args.n, sampler=args.sampler, steps=args.steps if args.sampler == "ddim" else None, eta=args.eta, seed=12345
+    )
     t_sample = time.perf_counter() - t0
     arr = to_numpy(res.x, cfg)
     if cfg.is_image and arr.shape[1] == 1:
@@ -120,16 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sampling    {args.n} with {args.sampler}-{args.steps if args.sampler == 'ddim' else cfg.T} in {t_sample:.1f}s")
     print(f"wrote       {args.out} {arr.dtype} {tuple(arr.shape)}")
 
-    if cfg.dataset == "mnist":
-        from core.evaluate import score_digits
+    if cfg.dataset in ("mnist", "fashion", "scurve"):
+        from core.evaluate import evaluate
 
-        s = score_digits(arr)
-        print(f"confident   {s.confident:.1%}  (judge max softmax > 0.9)")
-        print(f"class_entropy {s.class_entropy:.3f}  counts {s.class_counts}")
-    elif cfg.dataset == "scurve":
-        d = distance_to_s_curve(res.x)
-        print(f"curve_distance mean {float(d.mean()):.4f}  median {float(d.median()):.4f}")
+        t0 = time.perf_counter()
+        ev = evaluate(arr, cfg.dataset, device=trainer.device)
+        print(f"judged      {ev.n} samples against the {cfg.dataset} test split in {time.perf_counter() - t0:.1f}s"
+              f"  (floor: {ev.n} real training examples)")  # fmt: skip
+        for k, v in ev.figures.items():
+            label = {
+                "confident": "confident (judge max softmax > 0.9)",
+                "class_entropy": "class_entropy (1 = all classes equally)",
+            }
+            print(f"{label.get(k, k):<40} {_fmt(k, v):>10}   floor {_fmt(k, ev.floor[k]):>10}")
+        if ev.class_counts:
+            print(f"class_counts {ev.class_counts}")
     return 0
+
+
+def _fmt(name: str, v: float) -> str:
+    return (
+        f"{v:.1%}"
+        if name == "confident"
+        else f"{v:.4f}"
+        if name in ("kid", "kid_std", "class_entropy", "swd", "curve_distance")
+        else f"{v:.2f}"
+    )
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

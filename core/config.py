@@ -69,6 +69,8 @@ class RunConfig:
     sample_n: int = 16
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3  # newest checkpoints kept on disk; 0 keeps all
+    eval_every: int = 0  # judge the samples (FID, KID, confident share...) every this many steps; 0 = never
+    eval_n: int = 1000  # samples per evaluation
     # sampling defaults
     sampler: str = "ddim"
     sample_steps: int = 50
@@ -232,6 +234,8 @@ def _validate(c: RunConfig) -> list[str]:
     at_least("sample_n", 1, 1024)
     at_least("checkpoint_every", 0)
     at_least("keep_checkpoints", 0)
+    at_least("eval_every", 0)
+    at_least("eval_n", 2, 100_000)
     at_least("eta", 0, 1)
     at_least("seed", 0, 2**63 - 1)
     if not (c.lr > 0 and c.lr < 1):
@@ -252,6 +256,8 @@ def _validate(c: RunConfig) -> list[str]:
         e.append("model: the scurve dataset is 2-D points; use model=mlp")
     if c.dataset != "scurve" and c.model == "mlp":
         e.append(f"model: mlp is for 2-D points; use model=unet for {c.dataset} images")
+    if c.eval_every and c.dataset == "folder":
+        e.append("eval_every: folder runs have no judge to evaluate them; leave eval_every at 0")
     if c.dataset == "folder" and not c.data_dir:
         e.append("data_dir: dataset=folder needs data_dir=PATH, a folder of images")
     if c.model == "unet" and c.channel_mult and c.image_size >= 4 and c.patch >= 1:

@@ -1,21 +1,30 @@
-"""Sample quality without downloads: a small judge classifier shipped with the package.
+"""Sample quality without downloads: judge classifiers shipped with the package, and figures.
 
-The judge is a compact CNN trained by ``bench/train_judge.py`` on the MNIST training split;
-its weights and recorded test accuracy live in ``core/assets/judge/``. It reads generated
-digits and reports:
+Loss says little about samples, so every image run can be judged offline:
 
-- ``confident``: the share of samples whose max softmax exceeds 0.9 (a clear, legible digit),
-- ``class_entropy``: the entropy of the predicted-class histogram divided by log(10), which is
-  1.0 when all ten digits are drawn equally often and 0.0 when only one is (mode collapse).
+- A small CNN per dataset (MNIST, Fashion-MNIST), trained by ``bench/train_judge.py`` on the
+  training split; weights and recorded test accuracy live in ``core/assets/judge/``.
+- Its 128-d penultimate features feed torchmetrics' ``FrechetInceptionDistance`` and
+  ``KernelInceptionDistance`` in place of Inception (which would need a download and knows
+  nothing of digits), computed against the test split. The judge reads each image once;
+  both metrics receive its features through a pass-through feature module.
+- ``confident``: the share of samples whose max softmax exceeds 0.9 (a clear, legible digit);
+  ``class_entropy``: the entropy of the predicted-class histogram over log(10), 1.0 when all
+  ten classes are drawn equally often, 0.0 when only one is (mode collapse).
+- The floor: the same figures for as many real training images, so a number can be read
+  against what perfect samples would score at this n.
 
-Its 128-d penultimate features are what Frechet and kernel distances will be computed on.
+For the 2-D S-curve: the mean distance of samples to the curve, and the sliced Wasserstein
+distance to fresh curve points (floor: fresh points against other fresh points).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import os
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +33,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.checkpoint import load_checkpoint
+from core.errors import DDPMError
 
 JUDGE_DIR = Path(__file__).resolve().parent / "assets" / "judge"
-MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics, as is customary for MNIST classifiers
+JUDGED = ("mnist", "fashion")
+NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion": (0.2860, 0.3530)}  # pixel mean and std of each training split
 CONFIDENT = 0.9
+FEATURES = 128
+IMAGE_FIGURES = ("fid", "kid", "kid_std", "confident", "class_entropy")
+POINT_FIGURES = ("curve_distance", "swd")
+
+
+class EvalError(DDPMError):
+    """An evaluation cannot be done as asked; the message says why."""
 
 
 class JudgeNet(nn.Module):
-    """Two conv blocks and a 128-unit feature layer: 99%+ on MNIST, fast on a CPU."""
+    """Two conv blocks and a 128-unit feature layer: 99.5% on MNIST, fast on a CPU."""
 
-    def __init__(self, classes: int = 10, features: int = 128):
+    def __init__(self, classes: int = 10, features: int = FEATURES, dataset: str = "mnist"):
         super().__init__()
+        self.mean, self.std = NORMALIZATION[dataset]
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -43,13 +62,12 @@ class JudgeNet(nn.Module):
         self.drop = nn.Dropout(0.3)
         self.head = nn.Linear(features, classes)
 
-    @staticmethod
-    def prepare(images: torch.Tensor) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 1, 28, 28) or (N, 28, 28) -> normalised float."""
         x = images.float() / 255.0
         if x.ndim == 3:
             x = x.unsqueeze(1)
-        return (x - MEAN) / STD
+        return (x - self.mean) / self.std
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -58,29 +76,74 @@ class JudgeNet(nn.Module):
         return self.head(self.drop(self.body(x)))
 
 
+class GivenFeatures(nn.Module):
+    """torchmetrics' feature extractor for features the judge computed already: the judge
+    reads every image once (features and class probabilities in one pass), and FID and KID
+    both take the result. ``num_features`` spares torchmetrics a probe with a dummy image."""
+
+    num_features = FEATURES
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def as_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A tensor over the images without copying, unless they are read-only (datasets read
+    with np.frombuffer are), which torch cannot share."""
+    if isinstance(images, torch.Tensor):
+        return images
+    a = np.ascontiguousarray(images)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
+@torch.inference_mode()
+def judge_pass(judge: JudgeNet, images: np.ndarray | torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, 128), softmax probabilities (N, 10)) of uint8 images, in one pass."""
+    x = as_tensor(images)
+    dev = next(judge.parameters()).device
+    feats, probs = [], []
+    for i in range(0, len(x), batch):
+        f = judge.features(judge.prepare(x[i : i + batch].to(dev)))
+        feats.append(f)
+        probs.append(F.softmax(judge.head(f), dim=1))
+    return torch.cat(feats), torch.cat(probs).cpu()
+
+
 def judge_path(dataset: str = "mnist") -> Path:
     return JUDGE_DIR / f"{dataset}.pt"
 
 
 def load_judge(dataset: str = "mnist", device: str | torch.device = "cpu") -> JudgeNet:
+    if dataset not in JUDGED:
+        raise EvalError(f"there is no judge for {dataset!r} runs; judged datasets: {', '.join(JUDGED)} (and scurve)")
     state = load_checkpoint(judge_path(dataset), map_location=device)
-    net = JudgeNet()
+    net = JudgeNet(dataset=dataset)
     net.load_state_dict(state["model"])
     return net.to(device).eval()
 
 
 def judge_info(dataset: str = "mnist") -> dict:
-    """What the training script recorded about the judge (test accuracy, epochs, ...)."""
+    """What the training script recorded about a judge (test accuracy, epochs, ...)."""
     return json.loads((JUDGE_DIR / f"{dataset}.json").read_text())
 
 
-@torch.inference_mode()
+def load_split(dataset: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from core.sources import load_fashion_mnist, load_mnist
+
+    return load_mnist(split) if dataset == "mnist" else load_fashion_mnist(split)
+
+
 def predict(judge: JudgeNet, images: np.ndarray | torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """Softmax probabilities (N, 10) for uint8 images."""
-    x = torch.from_numpy(np.array(images)) if isinstance(images, np.ndarray) else images
-    dev = next(judge.parameters()).device
-    out = [F.softmax(judge(JudgeNet.prepare(x[i : i + batch].to(dev))), dim=1).cpu() for i in range(0, len(x), batch)]
-    return torch.cat(out)
+    return judge_pass(judge, images, batch)[1]
+
+
+def class_entropy(counts: np.ndarray) -> float:
+    """Entropy of a class histogram over log(number of classes): 1 = uniform, 0 = one class."""
+    counts = np.asarray(counts, dtype=np.float64)
+    p = counts / max(1.0, counts.sum())
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / math.log(len(counts)))
 
 
 @dataclass
@@ -94,16 +157,167 @@ class DigitScores:
         return {"n": self.n, "confident": self.confident, "class_entropy": self.class_entropy, "class_counts": self.class_counts}
 
 
-def class_entropy(counts: np.ndarray) -> float:
-    p = counts / max(1, counts.sum())
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum() / math.log(len(counts)))
-
-
 def score_digits(images: np.ndarray | torch.Tensor, judge: JudgeNet | None = None) -> DigitScores:
-    """Confident share and class coverage of uint8 digit images."""
-    judge = judge or load_judge("mnist")
-    probs = predict(judge, images)
+    """Confident share and class coverage of uint8 images."""
+    return scores_from_probs(predict(judge or load_judge("mnist"), images))
+
+
+def scores_from_probs(probs: torch.Tensor) -> DigitScores:
     conf, cls = probs.max(dim=1)
     counts = np.bincount(cls.numpy(), minlength=probs.shape[1])
     return DigitScores(len(probs), float((conf > CONFIDENT).float().mean()), class_entropy(counts), counts.tolist())
+
+
+# ---- figures -----------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """Figures for n samples, and the same figures for n real examples (the floor)."""
+
+    dataset: str
+    n: int
+    figures: dict[str, float]
+    floor: dict[str, float] = field(default_factory=dict)
+    class_counts: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"dataset": self.dataset, "n": self.n, "figures": self.figures, "floor": self.floor, "class_counts": self.class_counts}
+
+
+class ImageEvaluator:
+    """FID, KID, confident share and class entropy for one dataset, against its test split.
+
+    The test split's features are computed once and kept, with torchmetrics objects whose
+    real side stays fed, so repeated evaluations during training pay only for the samples.
+    """
+
+    def __init__(self, dataset: str, device: str | torch.device = "cpu"):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.judge = load_judge(dataset, self.device)
+        self.test_features = judge_pass(self.judge, load_split(dataset, "test")[0])[0]
+        self.fid = FrechetInceptionDistance(feature=GivenFeatures(), reset_real_features=False).to(self.device)
+        self.fid.update(self.test_features, real=True)
+        self._kid: dict[int, object] = {}
+
+    def _kid_for(self, subset: int):
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        if subset not in self._kid:
+            with warnings.catch_warnings():  # "will save all extracted features": 128-d, that is the plan
+                warnings.simplefilter("ignore", UserWarning)
+                kid = KernelInceptionDistance(feature=GivenFeatures(), subset_size=subset, subsets=50, reset_real_features=False)
+            kid = kid.to(self.device)
+            kid.update(self.test_features, real=True)
+            self._kid[subset] = kid
+        return self._kid[subset]
+
+    def figures(self, images: np.ndarray | torch.Tensor, seed: int = 0) -> tuple[dict[str, float], list[int]]:
+        x = as_tensor(images)
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        if x.dtype != torch.uint8 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise EvalError(f"the {self.dataset} judge reads uint8 images of shape (N, 1, 28, 28), got {x.dtype} {tuple(x.shape)}")
+        if len(x) < 2:
+            raise EvalError("evaluation needs at least 2 samples")
+        feats, probs = judge_pass(self.judge, x)
+        with torch.inference_mode():
+            self.fid.reset()
+            self.fid.update(feats, real=False)
+            fid = float(self.fid.compute())
+            kid_metric = self._kid_for(min(1000, len(x)))
+            kid_metric.reset()
+            kid_metric.update(feats, real=False)
+            state = torch.random.get_rng_state()
+            torch.manual_seed(seed)  # KID draws random subsets: a seed makes the figure repeatable
+            kid_mean, kid_std = (float(v) for v in kid_metric.compute())
+            torch.random.set_rng_state(state)  # and training's own random stream is left as it was
+        scores = scores_from_probs(probs)
+        figs = {"fid": fid, "kid": kid_mean, "kid_std": kid_std, "confident": scores.confident, "class_entropy": scores.class_entropy}
+        return figs, scores.class_counts
+
+    def floor(self, n: int, seed: int = 0) -> dict[str, float]:
+        """The figures of n real training images (all 60,000 at most)."""
+        train = load_split(self.dataset, "train")[0]
+        idx = np.random.default_rng(seed).permutation(len(train))[: min(n, len(train))]
+        return self.figures(train[np.sort(idx)], seed=seed)[0]
+
+
+_EVALUATORS: dict[tuple[str, str], ImageEvaluator] = {}
+
+
+def image_evaluator(dataset: str, device: str | torch.device = "cpu") -> ImageEvaluator:
+    """One evaluator per (dataset, device) per process."""
+    key = (dataset, str(device))
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = ImageEvaluator(dataset, device)
+    return _EVALUATORS[key]
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
+    """Mean over random directions of the 1-D Wasserstein-1 distance between projections."""
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(a.shape[1], projections, generator=g, dtype=torch.float64)
+    dirs /= dirs.norm(dim=0, keepdim=True)
+    pa = (a.double() @ dirs).sort(dim=0).values
+    pb = (b.double() @ dirs).sort(dim=0).values
+    return float((pa - pb).abs().mean())
+
+
+def point_figures(points: np.ndarray | torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """S-curve figures: mean distance to the curve, sliced Wasserstein to fresh curve points."""
+    from core.data import distance_to_s_curve, make_s_curve
+
+    p = torch.as_tensor(np.asarray(points), dtype=torch.float32)
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) < 2:
+        raise EvalError(f"S-curve evaluation needs points of shape (N, 2) with N >= 2, got {tuple(p.shape)}")
+    fresh = make_s_curve(len(p), seed=10_000 + seed)
+    return {"curve_distance": float(distance_to_s_curve(p).mean()), "swd": sliced_wasserstein(p, fresh, seed=seed)}
+
+
+def evaluate(samples: np.ndarray, dataset: str, *, device: str | torch.device = "cpu", floor: bool = True, seed: int = 0) -> Evaluation:
+    """Figures (and the floor) for samples of a dataset: uint8 images or float32 points."""
+    n = int(len(samples))
+    if dataset == "scurve":
+        figs = point_figures(samples, seed)
+        base = point_figures(_s_curve(n, seed), seed) if floor else {}
+        return Evaluation(dataset, n, figs, base)
+    if dataset not in JUDGED:
+        raise EvalError(f"there is no judge for {dataset!r} runs; judged datasets: {', '.join(JUDGED)} and scurve")
+    ev = image_evaluator(dataset, device)
+    figs, counts = ev.figures(samples, seed)
+    return Evaluation(dataset, n, figs, ev.floor(n, seed) if floor else {}, counts)
+
+
+def _s_curve(n: int, seed: int) -> np.ndarray:
+    from core.data import make_s_curve
+
+    return make_s_curve(n, seed=20_000 + seed).numpy()
+
+
+def available_memory() -> int:
+    """Bytes the kernel says can be allocated without swapping (MemAvailable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(n: int, sample_shape: tuple[int, ...]) -> None:
+    """Refuse, before any work, an n whose samples and features would not fit in memory:
+    float32 samples while sampling, uint8 copies, the judge's float features (KID keeps all)."""
+    per = math.prod(sample_shape) * (4 + 1) + FEATURES * 4 * 2
+    need = n * per + (256 << 20)
+    have = available_memory()
+    if need > 0.8 * have:
+        fit = max(0, int((0.8 * have - (256 << 20)) // per))
+        raise EvalError(
+            f"--n {n:,} needs about {need / 2**30:.1f} GiB for samples and features, but {have / 2**30:.1f} GiB is "
+            f"available; use --n {min(fit, 10_000):,} or less"
+        )

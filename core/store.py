@@ -29,15 +29,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlite_utils
 
 from core.errors import DDPMError
 
+if TYPE_CHECKING:
+    import numpy as np
+
 APP = "ddpm-tui"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "experiments.db"
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 FINAL = ("completed", "stopped", "failed", "crashed")
@@ -291,10 +293,34 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _add_evals_v2(db: sqlite_utils.Database) -> None:
+    """Quality evaluations: the figures also go to ``metrics`` (so curves and 'latest' work
+    as for loss); this table keeps what they mean: n, sampler, steps, seed and the floor."""
+    db["evals"].create(
+        {
+            "id": int,
+            "run": int,
+            "step": int,
+            "n": int,
+            "sampler": str,
+            "steps": int,
+            "eta": float,
+            "seed": int,
+            "figures": str,
+            "floor": str,
+            "seconds": float,
+            "time": float,
+        },
+        pk="id",
+        foreign_keys=[("run", "runs", "id")],
+    )
+    db["evals"].create_index(["run", "step"])
+
+
 # Forward migrations: MIGRATIONS[v] takes a database at schema version v to v + 1. A new
 # schema change appends a function here and bumps SCHEMA_VERSION; old files are upgraded in
 # place, in one transaction, the first time a newer ddpm-tui opens them for writing.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1, 1: _add_evals_v2}
 
 
 # ---- the store ---------------------------------------------------------------------------
@@ -629,7 +655,7 @@ class Store:
         if run.status in ("running",) or (run.status == "queued" and run.pid):
             raise StoreError(f"run {run.id} ({run.name}) is {run.status}; `ddpm stop {run.id}` it before deleting it")
         with self.write() as c:
-            for table in ("metrics", "samples", "checkpoints"):
+            for table in ("metrics", "samples", "checkpoints", "evals"):
                 c.execute(f"DELETE FROM {table} WHERE run = ?", (run.id,))
             c.execute("DELETE FROM runs WHERE id = ?", (run.id,))
         folder = self.run_dir(run.id)
@@ -726,11 +752,64 @@ class Store:
         with self.write() as c:
             c.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
             c.execute("DELETE FROM samples WHERE run = ? AND step > ?", (run_id, step))
+            c.execute("DELETE FROM evals WHERE run = ? AND step > ?", (run_id, step))
             c.execute("UPDATE runs SET step = ? WHERE id = ?", (step, run_id))
+
+    def latest_metric_for_all(self, name: str) -> dict[int, float]:
+        """The last value of one metric for every run that has it, in one query (for tables
+        of many runs)."""
+        rows = self.conn.execute(
+            "SELECT m.run, m.value FROM metrics m JOIN (SELECT run, max(step) AS step FROM metrics WHERE name = ?"
+            " GROUP BY run) last ON m.run = last.run AND m.step = last.step WHERE m.name = ?",
+            (name, name),
+        )
+        return {run: value for run, value in rows.fetchall()}
+
+    # ---- evaluations ---------------------------------------------------------------------
+
+    def add_eval(
+        self,
+        run_id: int,
+        step: int,
+        *,
+        n: int,
+        sampler: str,
+        steps: int,
+        eta: float,
+        seed: int,
+        figures: dict[str, float],
+        floor: dict[str, float],
+        seconds: float,
+    ) -> None:
+        """One evaluation: its context in ``evals``, its figures as metric rows at ``step``."""
+        now = time.time()
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO evals (run, step, n, sampler, steps, eta, seed, figures, floor, seconds, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), int(n), sampler, int(steps), float(eta), int(seed), json.dumps(figures),
+                 json.dumps(floor), float(seconds), now),
+            )  # fmt: skip
+            c.executemany(
+                "INSERT OR REPLACE INTO metrics (run, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(step), k, float(v), now) for k, v in figures.items()],
+            )
+
+    def evals(self, ref: int | str) -> list[dict]:
+        rows = self._rows("SELECT * FROM evals WHERE run = ? ORDER BY step, id", (self._id(ref),))
+        for r in rows:
+            r["figures"], r["floor"] = json.loads(r["figures"]), json.loads(r["floor"])
+        return rows
+
+    def latest_eval(self, ref: int | str) -> dict | None:
+        rows = self.evals(ref)
+        return rows[-1] if rows else None
 
     # ---- samples ------------------------------------------------------------------------
 
     def add_samples(self, run_id: int, step: int, data: np.ndarray, sampler: str, steps: int) -> None:
+        import numpy as np  # only sample blobs need numpy: listing runs stays light
+
         arr = np.ascontiguousarray(data)
         with self.write() as c:
             c.execute(
@@ -746,6 +825,14 @@ class Store:
 
     def samples(self, ref: int | str) -> list[SampleRecord]:
         return [_to_samples(r) for r in self._rows("SELECT * FROM samples WHERE run = ? ORDER BY step, id", (self._id(ref),))]
+
+    def samples_version(self, ref: int | str) -> tuple[int, int, int]:
+        """(count, newest id, newest step) of a run's sample grids: changes whenever a grid is
+        recorded or truncated away, so a poller reloads the blob only when there is a new one."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(max(step), 0) FROM samples WHERE run = ?", (self._id(ref),)
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def sample_steps(self, ref: int | str) -> list[int]:
         rows = self.conn.execute("SELECT DISTINCT step FROM samples WHERE run = ? ORDER BY step", (self._id(ref),))
@@ -802,6 +889,8 @@ class Store:
 
 
 def _to_samples(row: dict) -> SampleRecord:
+    import numpy as np
+
     shape = tuple(json.loads(row["shape"]))
     data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
     return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"])

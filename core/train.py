@@ -66,12 +66,27 @@ class CheckpointSaved:
 
 
 @dataclass
+class Evaluated:
+    """Quality figures of ``n`` samples drawn at ``step`` (see core/evaluate.py)."""
+
+    step: int
+    n: int
+    sampler: str
+    steps: int
+    eta: float
+    seed: int
+    figures: dict[str, float]
+    floor: dict[str, float]
+    seconds: float
+
+
+@dataclass
 class Finished:
     step: int
     reason: str  # completed | stopped | budget
 
 
-Event = Metrics | Samples | CheckpointSaved | Finished
+Event = Metrics | Samples | CheckpointSaved | Evaluated | Finished
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -149,9 +164,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.device)
         self.n_params = count_parameters(self.model)
         self._ema_now = cfg.ema_decay
-        self.ema = AveragedModel(
-            self.model, multi_avg_fn=lambda e, p, n: torch._foreach_lerp_(e, p, 1.0 - self._ema_now)
-        )
+        self.ema = AveragedModel(self.model, multi_avg_fn=lambda e, p, n: torch._foreach_lerp_(e, p, 1.0 - self._ema_now))
         self.ema.module.eval()
         self.ema.requires_grad_(False)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -209,7 +222,16 @@ class Trainer:
     def save(self) -> CheckpointSaved:
         if self.run_dir is None:
             raise TrainingError("this trainer has no run folder to save checkpoints in")
-        saved: SavedCheckpoint = save_checkpoint(self.run_dir / f"step-{self.step:08d}.pt", self.state_dict())
+        path = self.run_dir / f"step-{self.step:08d}.pt"
+        try:
+            saved: SavedCheckpoint = save_checkpoint(path, self.state_dict())
+        except OSError as e:  # a full disk, a read-only folder, a file size limit
+            kept = sorted(self.run_dir.glob("step-*.pt")) if self.run_dir.is_dir() else []
+            raise TrainingError(
+                f"could not write checkpoint {path}: {e.strerror or e}; "
+                + (f"the previous checkpoint ({kept[-1].name}) is kept" if kept else "no earlier checkpoint exists")
+                + "; free space or fix the folder, then resume the run"
+            ) from e
         removed = []
         keep = self.cfg.keep_checkpoints
         if keep > 0:
@@ -299,6 +321,8 @@ class Trainer:
             if self.step < cfg.steps:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.emit_samples()
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.evaluate()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.run_dir is not None:
                     self.save()
         if win_steps:
@@ -307,6 +331,8 @@ class Trainer:
             self.save()
         if reason != "stopped" and self.step > 0:
             self.emit_samples()
+            if cfg.eval_every:
+                self.evaluate()
         self.on_event(Finished(self.step, reason))
         return reason
 
@@ -357,6 +383,32 @@ class Trainer:
         res = self.sample(self.cfg.sample_n)
         steps = self.cfg.sample_steps if self.cfg.sampler == "ddim" else self.cfg.T
         event = Samples(self.step, to_numpy(res.x, self.cfg), self.cfg.sampler, steps)
+        self.on_event(event)
+        return event
+
+    def evaluate(
+        self,
+        n: int | None = None,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        seed: int = 0,
+    ) -> Evaluated:
+        """Sample ``n`` (default ``eval_n``) with the EMA weights and judge them, floor
+        included. The same seed at every step, so figures differ only by the model."""
+        from core.evaluate import check_memory, evaluate
+
+        cfg = self.cfg
+        n = n or cfg.eval_n
+        sampler = sampler or cfg.sampler
+        steps = (steps or cfg.sample_steps) if sampler == "ddim" else cfg.T
+        eta = cfg.eta if eta is None else eta
+        check_memory(n, cfg.sample_shape)
+        t0 = time.perf_counter()
+        res = self.sample(n, sampler=sampler, steps=steps if sampler == "ddim" else None, eta=eta, seed=seed)
+        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed)
+        event = Evaluated(self.step, n, sampler, steps, eta, seed, ev.figures, ev.floor, time.perf_counter() - t0)
         self.on_event(event)
         return event
 

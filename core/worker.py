@@ -44,7 +44,7 @@ class Recorder:
         self.last_flush = time.monotonic()
 
     def __call__(self, event) -> None:
-        from core.train import CheckpointSaved, Metrics, Samples
+        from core.train import CheckpointSaved, Evaluated, Metrics, Samples
 
         if isinstance(event, Metrics):
             self.pending += [(event.step, k, v, event.time) for k, v in event.values.items()]
@@ -59,6 +59,12 @@ class Recorder:
         elif isinstance(event, Samples):
             self.flush()
             self.store.add_samples(self.run_id, event.step, event.data, event.sampler, event.steps)
+        elif isinstance(event, Evaluated):
+            self.flush()
+            self.store.add_eval(
+                self.run_id, event.step, n=event.n, sampler=event.sampler, steps=event.steps, eta=event.eta,
+                seed=event.seed, figures=event.figures, floor=event.floor, seconds=event.seconds,
+            )  # fmt: skip
         elif isinstance(event, CheckpointSaved):
             self.flush()  # every metric up to the checkpoint's step is on disk before it counts
             self.store.add_checkpoint(self.run_id, event.step, event.path, event.bytes, event.sha256, event.removed)
@@ -198,6 +204,7 @@ def train_run(
             trainer.load_state(state)
             del state
         store.truncate_after(run.id, trainer.step)
+        clean_run_dir(store.run_dir(run.id), trainer.step)
         store.set_progress(run.id, n_params=trainer.n_params, device=str(trainer.device))
         if on_start is not None:
             on_start(store.get_run(run.id), trainer)
@@ -223,6 +230,28 @@ def train_run(
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
+
+
+def clean_run_dir(folder: Path, step: int) -> list[Path]:
+    """Remove what a killed worker left in its run folder: half-written temp files of dead
+    processes, and checkpoint files past the step training resumes from (written but never
+    recorded, so the metrics that led to them may be lost). Returns what was removed."""
+    from core.store import pid_alive
+
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(".*.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    for p in folder.glob("step-*.pt"):
+        digits = p.stem.removeprefix("step-")
+        if digits.isdigit() and int(digits) > step:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _safe(fn: Callable) -> None:
@@ -285,6 +314,9 @@ def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None]
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, handler)
+    # A write past a file size limit (ulimit -f) fails with an error the run reports as
+    # `failed`, instead of SIGXFSZ killing the process and leaving a `crashed` run.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:

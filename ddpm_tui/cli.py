@@ -386,6 +386,7 @@ def run_cmd(
     tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag the run; repeatable.")] = None,
     device: Annotated[Device, typer.Option("--device", help="Where to train.")] = Device.auto,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Train in a background worker; print the run id and return.")] = False,  # noqa: E501
+    eval_every: Annotated[int | None, typer.Option("--eval-every", min=0, help="Judge samples (FID, KID, confident share) every K steps; same as --set eval_every=K.", show_default=False)] = None,  # noqa: E501
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
@@ -398,7 +399,10 @@ def run_cmd(
 
     if preset is None:
         preset = default_preset(_device_type(device))
-    cfg = make_preset(preset, _parse_sets(sets or []))
+    overrides = _parse_sets(sets or [])
+    if eval_every is not None:
+        overrides["eval_every"] = str(eval_every)
+    cfg = make_preset(preset, overrides)
     check_available(cfg)
     with _open(db, create=True) as store:
         run = store.create_run(cfg.to_dict(), preset=preset, name=name, tags=tags or [], device=device.value)
@@ -477,8 +481,9 @@ def ls_cmd(
         return
     with _open(db) as store:
         runs = store.list_runs(status=status, tag=tag)
+        fids = store.latest_metric_for_all("fid")
     if json_out:
-        _print_json([r.to_json() for r in runs])
+        _print_json([{**r.to_json(), "fid": fids.get(r.id)} for r in runs])
         return
     console = _console()
     if not runs:
@@ -490,12 +495,15 @@ def ls_cmd(
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col, justify in (("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("step", "right"),
-                         ("loss", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")):  # fmt: skip
+                         ("loss", "right"), ("fid", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")):  # fmt: skip
+        if col == "fid" and not fids:
+            continue
         table.add_column(col, justify=justify, no_wrap=col != "tags")
     for r in runs:
+        fid = [f"{fids[r.id]:.2f}" if r.id in fids else "-"] if fids else []
         table.add_row(
             str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", f"{r.step:,}/{r.total_steps:,}",
-            number(r.last_loss), number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
+            number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
         )  # fmt: skip
     console.print(table)
 
@@ -509,6 +517,7 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
             doc = _run_doc(store, run)
             doc["checkpoints"] = [{"step": c.step, "path": c.path, "bytes": c.bytes, "sha256": c.sha256} for c in store.checkpoints(run.id)]
             latest = store.latest_samples(run.id)
+            doc["eval"] = store.latest_eval(run.id)
             doc["samples"] = None if latest is None else {"step": latest.step, "n": int(latest.data.shape[0]), "sampler": latest.sampler, "steps": latest.steps}  # noqa: E501
             _print_json(doc)
             return
@@ -524,6 +533,13 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
             chart = loss_chart({run.name: (steps, losses)}, width=min(console.width, 100), height=14,
                                color=console.color_system is not None, title="loss (log scale)")  # fmt: skip
             console.print(Text.from_ansi(chart))
+        ev = store.latest_eval(run.id)
+        if ev is not None:
+            console.print(
+                f"[bold]quality[/] at step {ev['step']:,}: {ev['n']:,} samples, {ev['sampler']}-{ev['steps']}, seed {ev['seed']}",
+                highlight=False,
+            )
+            console.print(_figures_table(ev["figures"], ev["floor"], ev["n"]))
         latest = store.latest_samples(run.id)
         if latest is not None:
             what = f"samples at step {latest.step:,} ({latest.sampler}-{latest.steps}, EMA weights)"
@@ -537,22 +553,14 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
 
 
 def _show_header(console: Console, store: Store, run: Run) -> None:
-    from ddpm_tui.format import STATUS_STYLE, age, duration, number, progress
+    from ddpm_tui.format import STATUS_STYLE, duration, progress, run_facts
 
     st = STATUS_STYLE.get(run.status, "")
     console.print(f"[bold]run {run.id}[/]  {run.name}  [{st}]{run.status}[/]  {run.preset} preset", highlight=False)
     rows = [
         ("progress", progress(run.step, run.total_steps) + (f", ETA {duration(run.eta_s)}" if run.eta_s is not None else "")),
-        ("device", run.device + (f", pid {run.pid} on {run.host}" if run.active and run.pid else "")),
-        ("created", f"{age(run.created)} ago" + (f", trained {duration(run.elapsed_s)}" if run.elapsed_s else "")),
-        ("loss", number(run.last_loss)),
-        ("throughput", f"{number(run.images_per_s and round(run.images_per_s))} images/s"),
-        ("parameters", number(run.n_params)),
+        *run_facts(run),
     ]
-    extra = {k: v for k, (_, v) in store.latest_metrics(run.id).items() if k not in ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s")}
-    rows += [(k, number(v)) for k, v in sorted(extra.items())]
-    if run.tags:
-        rows.append(("tags", ", ".join(run.tags)))
     if run.error:
         rows.append(("error", f"[red]{run.error}[/]"))
     if run.status == "crashed":
@@ -803,9 +811,102 @@ def _points_image(points, size: int = 512):
     return img
 
 
+@command("eval")
+def eval_cmd(
+    run_ref: RunArg,
+    n: Annotated[int, typer.Option("--n", min=2, help="How many samples to judge.")] = 1000,
+    sampler: Annotated[Sampler, typer.Option("--sampler", help="ddpm (all T steps) or ddim.")] = Sampler.ddim,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps.")] = 50,
+    eta: Annotated[float, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise.")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the samples (and KID's subsets).")] = 0,
+    checkpoint: Annotated[int | None, typer.Option("--checkpoint", help="Step of the checkpoint to judge [default: the latest]", show_default=False)] = None,  # noqa: E501
+    device: Annotated[Device, typer.Option("--device", help="Where to sample.")] = Device.auto,
+    json_out: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """Judge a run's samples (FID, KID, confident share, class entropy, real-data floor); stored at the checkpoint's step."""
+    from core.config import RunConfig
+    from core.evaluate import JUDGED, check_memory
+
+    with _open(db, write=True) as store:
+        run = store.get_run(run_ref)
+        if run.dataset not in (*JUDGED, "scurve"):
+            raise UserError(f"run {run.id} trains on {run.dataset!r}, which has no judge; evaluation covers {', '.join(JUDGED)} and scurve")
+        T = int(run.config["T"])
+        if sampler is Sampler.ddim and steps > T:
+            raise UserError(f"--steps {steps} is more than the run's T={T}")
+        check_memory(n, RunConfig.from_dict(run.config).sample_shape)
+        ck = store.checkpoint_at(run.id, checkpoint)
+        db_path = store.path
+
+    from core.evaluate import evaluate
+    from core.train import generate, load_for_sampling, resolve_device, to_numpy
+
+    dev = resolve_device(device.value)
+    net, diffusion, cfg, step = load_for_sampling(ck.path, dev)
+    used_steps = steps if sampler is Sampler.ddim else T
+    t0 = time.perf_counter()
+    res = generate(net, diffusion, cfg, n, device=dev, sampler=sampler.value,
+                   steps=steps if sampler is Sampler.ddim else None, eta=eta, seed=seed)  # fmt: skip
+    ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, seed=seed)
+    seconds = time.perf_counter() - t0
+    with _open(db_path, write=True) as store:
+        store.add_eval(run.id, step, n=n, sampler=sampler.value, steps=used_steps, eta=eta, seed=seed,
+                       figures=ev.figures, floor=ev.floor, seconds=seconds)  # fmt: skip
+    if json_out:
+        _print_json({"run": run.id, "name": run.name, "step": step, "n": n, "sampler": sampler.value, "steps": used_steps,
+                     "eta": eta, "seed": seed, "seconds": round(seconds, 2), "figures": ev.figures, "floor": ev.floor,
+                     "class_counts": ev.class_counts})  # fmt: skip
+        return
+    console = _console()
+    console.print(
+        f"run [bold]{run.id}[/] ({run.name}) at step {step:,}: {n:,} samples, {sampler.value}-{used_steps}, seed {seed}, "
+        f"judged in {seconds:.1f}s",
+        highlight=False,
+    )
+    console.print(_figures_table(ev.figures, ev.floor, n))
+
+
+def _figures_table(figures: dict, floor: dict, n: int):
+    """Figures beside the floor (the same figures for n real examples)."""
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    t.add_column("figure")
+    t.add_column("samples", justify="right")
+    t.add_column(f"floor ({n:,} real)", justify="right")
+    t.add_column("", style="dim")
+    for k, v in figures.items():
+        t.add_row(k, _figure(k, v), _figure(k, floor.get(k)), FIGURE_HELP.get(k, ""))
+    return t
+
+
+FIGURE_HELP = {
+    "fid": "Frechet distance of judge features to the test split; lower is better",
+    "kid": "kernel distance (unbiased, can dip below 0); lower is better",
+    "kid_std": "spread of KID over random subsets",
+    "confident": "share the judge reads with max softmax > 0.9; higher is better",
+    "class_entropy": "coverage of the ten classes: 1 = all equally, 0 = one class",
+    "curve_distance": "mean distance of samples to the S-curve; lower is better",
+    "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
+}
+LOWER_IS_BETTER = {"fid", "kid", "kid_std", "curve_distance", "swd", "loss"}
+
+
+def _figure(name: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if name == "confident":
+        return f"{v:.1%}"
+    if name in ("fid",):
+        return f"{v:.2f}"
+    return f"{v:.4f}"
+
+
 @command("compare")
 def compare_cmd(
     runs: Annotated[list[str], typer.Argument(help="Two or more run ids or names.")],
+    rank: Annotated[str | None, typer.Option("--rank", help="Order the runs by a metric's latest value, best first (e.g. fid, confident, loss).", show_default=False)] = None,  # noqa: E501
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
@@ -819,13 +920,19 @@ def compare_cmd(
         rs = [store.get_run(r) for r in runs]
         if len({r.id for r in rs}) < len(rs):
             raise UserError("the same run is named twice; name different runs")
-        diffs = config_differences([r.config for r in rs])
         finals = {r.id: _final_metrics(store, r) for r in rs}
+        if rank is not None:
+            if not any(isinstance(finals[r.id].get(rank), (int, float)) for r in rs):
+                raise UserError(f"--rank {rank}: none of these runs has that metric (evaluate them with ddpm eval RUN)")
+            rs = _ranked(rs, finals, rank)
+        diffs = config_differences([r.config for r in rs])
         curves = {f"{r.id} {r.name}": store.series(r.id, "loss") for r in rs}
         samples = {r.id: store.latest_samples(r.id) for r in rs}
     if json_out:
-        _print_json({"runs": [r.to_json() for r in rs], "config_differences": diffs,
-                     "metrics": {str(k): v for k, v in finals.items()}})  # fmt: skip
+        doc = {"runs": [r.to_json() for r in rs], "config_differences": diffs, "metrics": {str(k): v for k, v in finals.items()}}
+        if rank is not None:
+            doc["ranking"] = {"metric": rank, "order": [r.id for r in rs]}
+        _print_json(doc)
         return
     from rich.table import Table
     from rich.text import Text
@@ -845,7 +952,8 @@ def compare_cmd(
         chart = loss_chart(curves, width=min(console.width, 100), height=16, color=console.color_system is not None,
                            title="loss (log scale, smoothed)")  # fmt: skip
         console.print(Text.from_ansi(chart))
-    mt = Table(title="final metrics", box=None, header_style="bold", title_justify="left")
+    title = f"final metrics, ranked by {rank} ({'lower' if rank in LOWER_IS_BETTER else 'higher'} is better)" if rank else "final metrics"
+    mt = Table(title=title, box=None, header_style="bold", title_justify="left")
     mt.add_column("")
     for r in rs:
         mt.add_column(f"{r.id} {r.name}", justify="right")
@@ -868,6 +976,17 @@ def compare_cmd(
         console.print(_samples_view(console, s.data, art, max_rows=1))
 
 
+def _ranked(rs: list[Run], finals: dict[int, dict], metric: str) -> list[Run]:
+    """Best first; runs without the metric last."""
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+
+    def key(r: Run):
+        v = finals[r.id].get(metric)
+        return (0, sign * v) if isinstance(v, (int, float)) else (1, 0.0)
+
+    return sorted(rs, key=key)
+
+
 def _final_metrics(store: Store, run: Run) -> dict[str, Any]:
     latest = store.latest_metrics(run.id)
     out: dict[str, Any] = {
@@ -885,6 +1004,14 @@ def _final_metrics(store: Store, run: Run) -> dict[str, Any]:
         if k not in ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s"):
             out[k] = v
     return out
+
+
+@command("tui")
+def tui_cmd(db: DbOpt = None) -> None:
+    """Open the dashboard (the same as `ddpm-tui`)."""
+    from ddpm_tui.app import run_app
+
+    run_app(_db_path(db))
 
 
 def main() -> None:

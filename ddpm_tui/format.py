@@ -104,3 +104,17 @@ def preset_differences(config: dict, preset_config: dict) -> dict[str, tuple[Any
 
 def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
+
+
+def run_facts(run: Any, now: float | None = None) -> list[tuple[str, str]]:
+    """The facts about a run that `ddpm show` and the dashboard's run screen both list."""
+    rows = [
+        ("device", run.device + (f", pid {run.pid} on {run.host}" if run.active and run.pid else "")),
+        ("created", f"{age(run.created, now)} ago" + (f", trained {duration(run.elapsed_s)}" if run.elapsed_s else "")),
+        ("loss", number(run.last_loss)),
+        ("throughput", f"{number(run.images_per_s and round(run.images_per_s))} images/s"),
+        ("parameters", number(run.n_params)),
+    ]
+    if run.tags:
+        rows.append(("tags", ", ".join(run.tags)))
+    return rows

@@ -1,0 +1,70 @@
+"""`ddpm eval`, `ddpm run --eval-every`, and the figures in ls / show / compare."""
+
+import json
+
+from tests.ddpm_tui.conftest import FAST, error_line
+
+
+def test_eval_stores_figures_as_metrics_of_the_run(cli):
+    assert cli("run", *FAST).exit_code == 0
+    doc = cli.json("eval", "1", "--n", "40", "--steps", "5", "--seed", "2")
+    assert (doc["run"], doc["step"], doc["n"], doc["sampler"], doc["steps"], doc["seed"]) == (1, 12, 40, "ddim", 5, 2)
+    assert set(doc["figures"]) == {"fid", "kid", "kid_std", "confident", "class_entropy"} == set(doc["floor"])
+    assert doc["figures"]["fid"] > doc["floor"]["fid"]  # 12 steps of a tiny model: far from real digits
+    with cli.store() as s:
+        latest = s.latest_metrics(1)
+        assert latest["fid"] == (12, doc["figures"]["fid"]) and latest["confident"][0] == 12
+        (ev,) = s.evals(1)
+        assert (ev["n"], ev["sampler"], ev["steps"], ev["seed"]) == (40, "ddim", 5, 2) and ev["floor"] == doc["floor"]
+    shown = cli.run(1)
+    assert shown["eval"]["figures"] == doc["figures"] and shown["metrics"]["fid"]["step"] == 12
+    assert cli.json("ls")[0]["fid"] == doc["figures"]["fid"]
+    text = cli("show", "1", "--art", "ascii").stdout
+    assert "quality" in text and "floor (40 real)" in text
+    assert "fid" in cli("ls").stdout
+
+
+def test_compare_ranks_runs_by_fid(cli):
+    assert cli("run", *FAST).exit_code == 0
+    assert cli("run", *FAST, "--set", "steps=3").exit_code == 0
+    for ref in ("1", "2"):
+        assert cli("eval", ref, "--n", "30", "--steps", "4").exit_code == 0
+    doc = cli.json("compare", "1", "2", "--rank", "fid")
+    fids = {int(k): v["fid"] for k, v in doc["metrics"].items()}
+    assert doc["ranking"]["order"] == sorted(fids, key=fids.get)
+    assert "ranked by fid (lower is better)" in cli("compare", "2", "1", "--rank", "fid", "--art", "ascii").stdout
+    res = cli("compare", "1", "2", "--rank", "swd")
+    assert res.exit_code == 1 and "none of these runs has that metric" in error_line(res)
+
+
+def test_eval_every_judges_during_training(cli):
+    res = cli("run", "--preset", "scurve", "--set", "steps=40", "--set", "log_every=10", "--set", "sample_every=0",
+              "--set", "checkpoint_every=0", "--set", "eval_n=64", "--set", "sample_steps=5", "--eval-every", "20", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["config"]["eval_every"] == 20
+    with cli.store() as s:
+        assert [e["step"] for e in s.evals(1)] == [20, 40]
+        steps, values = s.series(1, "curve_distance")
+        assert steps == [20, 40] and all(v > 0 for v in values)
+        assert set(s.evals(1)[0]["floor"]) == {"curve_distance", "swd"}
+
+
+def test_eval_bad_input(cli):
+    res = cli("run", *FAST, "--set", "checkpoint_every=0", "--detach", "--json")
+    run = json.loads(res.stdout)
+    cli("stop", str(run["id"]), "--wait")
+    with cli.store() as s:
+        for c in s.checkpoints(run["id"]):
+            s.conn.execute("DELETE FROM checkpoints WHERE run = ? AND step = ?", (run["id"], c.step))
+        s.conn.commit()
+    res = cli("eval", str(run["id"]), "--n", "10")
+    assert res.exit_code == 1 and "has no checkpoint yet" in error_line(res)
+    assert cli("run", *FAST).exit_code == 0
+    res = cli("eval", "2", "--n", "5000000000")
+    assert res.exit_code == 1 and "GiB is available; use --n" in error_line(res)
+    res = cli("eval", "2", "--steps", "500")
+    assert res.exit_code == 1 and "more than the run's T=50" in error_line(res)
+    res = cli("run", "--preset", "folder", "--set", "data_dir=/tmp", "--eval-every", "10")
+    assert res.exit_code == 1 and "eval_every" in error_line(res)
+    with cli.store() as s:
+        assert s.evals(2) == []
