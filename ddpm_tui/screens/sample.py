@@ -1,0 +1,283 @@
+"""Draw samples from a run's checkpoint and watch the denoising, frame by frame.
+
+Loading the checkpoint and sampling happen in a worker thread (torch is imported there, on
+first use), so the dashboard keeps drawing; the frames then play back at a steady rate. The
+sampling itself is the CLI's: :func:`core.train.load_for_sampling` and
+:func:`core.train.generate` with a trajectory, and ``Save`` writes the grid as ``ddpm sample
+--out`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from ddpm_tui.screens.base import DataScreen
+from ddpm_tui.widgets.art import ArtView
+
+FPS = 12
+MAX_FRAMES = 40
+
+
+def share_cores(db_path: Path) -> None:
+    """Take this process's share of the cores beside the training workers on this host: as
+    core.worker.CpuShare explains, OpenMP threads that outnumber the cores wait on each other.
+    Called on the sampling thread, which owns its OpenMP thread count."""
+    import os
+
+    import torch
+
+    from core.store import Store
+
+    try:
+        with Store(db_path, readonly=True, create=False) as store:
+            live = store.live_workers_here()
+    except Exception:
+        live = 0
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // (1 + live))))  # OMP_NUM_THREADS caps it
+
+
+class SampleScreen(DataScreen):
+    """Run, checkpoint, sampler, steps, eta, seed, count; enter samples, ctrl+s saves."""
+
+    HELP_TITLE = "sample"
+    HELP = (
+        "Sampling runs in a background thread with the run's EMA weights. ddpm always takes T steps; ddim takes any "
+        "number up to T, and eta adds noise (0 is deterministic). The same seed draws the same samples."
+    )
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+r", "sample", "Sample"),
+        Binding("ctrl+s", "save", "Save PNG"),
+        Binding("ctrl+l", "replay", "Replay"),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.frames: list = []
+        self.timesteps: list[int] = []
+        self.final = None
+        self.frame = 0
+        self._timer = None
+        self._meta = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="sample"):
+            with Vertical(id="sample-form"):
+                for label, widget in self._fields():
+                    yield Label(label, classes="field-label")
+                    yield widget
+                yield Static("", id="sample-error", classes="error")
+                yield Button("Sample (ctrl+r)", variant="primary", id="sample-go")
+                yield Label("save as", classes="field-label")
+                yield Input("", compact=True, id="s-out")
+                yield Button("Save PNG (ctrl+s)", id="sample-save", disabled=True)
+            with Vertical(id="sample-view"):
+                yield Static("pick a checkpoint and press ctrl+r (or the Sample button)", id="sample-status")
+                yield ArtView(id="sample-art", placeholder="")
+        yield Footer()
+
+    def _fields(self):
+        runs = self.guard(self.store.list_runs) or []
+        with_ckpt = self.store.conn.execute("SELECT DISTINCT run FROM checkpoints").fetchall()
+        have = {r[0] for r in with_ckpt}
+        options = [(f"{r.id} {r.name} ({r.status})", r.id) for r in runs if r.id in have]
+        value = self.run_id if self.run_id in have else (options[0][1] if options else Select.NULL)
+        yield "run", Select(options, value=value, allow_blank=not options, compact=True, id="s-run", prompt="no run has a checkpoint yet")
+        yield "checkpoint", Select([], compact=True, id="s-ckpt", prompt="none")
+        yield "sampler", Select([("ddim", "ddim"), ("ddpm", "ddpm")], value="ddim", allow_blank=False, compact=True, id="s-sampler")
+        yield "steps (ddim)", Input("", compact=True, id="s-steps")
+        yield "eta (ddim noise, 0..1)", Input("0", compact=True, id="s-eta")
+        yield "seed", Input("0", compact=True, id="s-seed")
+        yield "count", Input("16", compact=True, id="s-n")
+
+    def on_mount(self) -> None:
+        self.title = "sample"
+        self._load_run()
+
+    # ---- form ------------------------------------------------------------------------
+
+    def _run(self):
+        rid = self.query_one("#s-run", Select).value
+        return self.guard(self.store.get_run, rid) if isinstance(rid, int) else None
+
+    def _load_run(self) -> None:
+        run = self._run()
+        ck = self.query_one("#s-ckpt", Select)
+        if run is None:
+            ck.set_options([])
+            return
+        steps = [c.step for c in self.guard(self.store.checkpoints, run.id) or []]
+        ck.set_options([(f"step {s:,}", s) for s in reversed(steps)])
+        if steps:
+            ck.value = steps[-1]
+        self.query_one("#s-sampler", Select).value = run.config.get("sampler", "ddim")
+        self.query_one("#s-steps", Input).value = str(run.config.get("sample_steps", 50))
+        self.query_one("#s-eta", Input).value = str(run.config.get("eta", 0.0))
+        self.query_one("#s-n", Input).value = "16" if run.config.get("dataset") != "scurve" else "512"
+        self.sub_title = f"run {run.id} {run.name}"
+        self._default_out()
+
+    def _default_out(self) -> None:
+        run = self._run()
+        ck = self.query_one("#s-ckpt", Select).value
+        if run is not None:
+            self.query_one("#s-out", Input).value = str(Path.cwd() / f"samples-{run.id}-{ck if isinstance(ck, int) else 0}.png")
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "s-run":
+            self._load_run()
+        elif event.select.id == "s-ckpt":
+            self._default_out()
+        self.query_one("#s-steps", Input).disabled = self.query_one("#s-sampler", Select).value == "ddpm"
+        self.check()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "s-out":
+            self.check()
+
+    def check(self) -> dict | None:
+        """The form's values, or None with the problem shown under the fields."""
+        run = self._run()
+        err = self.query_one("#sample-error", Static)
+        ck = self.query_one("#s-ckpt", Select).value
+        if run is None or not isinstance(ck, int):
+            err.update("this run has no checkpoint yet: let it train (or resume it) first")
+            return None
+        T = int(run.config["T"])
+        sampler = str(self.query_one("#s-sampler", Select).value)
+        problems = []
+
+        def num(wid: str, kind, lo, hi, what: str):
+            text = self.query_one(wid, Input).value.strip()
+            try:
+                v = kind(text)
+            except ValueError:
+                problems.append(f"{what}: {text!r} is not a {'whole ' if kind is int else ''}number")
+                return None
+            if v < lo or v > hi:
+                problems.append(f"{what}: must be between {lo} and {hi}")
+            return v
+
+        steps = num("#s-steps", int, 1, T, "steps") if sampler == "ddim" else T
+        eta = num("#s-eta", float, 0.0, 1.0, "eta")
+        seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
+        n = num("#s-n", int, 1, 1024, "count")
+        err.update("\n".join(problems))
+        if problems:
+            return None
+        return {"run": run, "step": ck, "sampler": sampler, "steps": steps, "eta": eta, "seed": seed, "n": n}
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "sample-go":
+            self.action_sample()
+        elif event.button.id == "sample-save":
+            self.action_save()
+
+    # ---- sampling --------------------------------------------------------------------
+
+    def action_sample(self) -> None:
+        args = self.check()
+        if args is None:
+            self.notify("fix the form first", severity="error")
+            return
+        ck = self.guard(self.store.checkpoint_at, args["run"].id, args["step"])
+        if ck is None:
+            return
+        self._stop_playback()
+        self.query_one("#sample-save", Button).disabled = True
+        self.query_one("#sample-status", Static).update(f"sampling {args['n']} from run {args['run'].id} at step {args['step']:,}...")
+        self.sample(ck.path, args)
+
+    @work(thread=True, exclusive=True, group="sample")
+    def sample(self, path: str, args: dict) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+        try:
+            from core.train import generate, load_for_sampling, resolve_device, to_numpy
+
+            share_cores(self.store.path)
+            dev = resolve_device("auto")
+            net, diffusion, cfg, step = load_for_sampling(path, dev)
+            steps = args["steps"] if args["sampler"] == "ddim" else None
+            res = generate(net, diffusion, cfg, args["n"], device=dev, sampler=args["sampler"], steps=steps, eta=args["eta"],
+                           seed=args["seed"], trajectory_frames=MAX_FRAMES)  # fmt: skip
+            frames = [to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg) for x in res.xt]
+            final = to_numpy(res.x, cfg)
+        except Exception as e:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._failed, f"{type(e).__name__}: {e}")
+            return
+        seconds = time.perf_counter() - t0
+        label = f"{args['sampler']}-{steps or cfg.T}"
+        meta = f"{args['n']} samples from run {args['run'].id} at step {step:,}, {label}, eta {args['eta']:g}, seed {args['seed']}, in {seconds:.1f}s"
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._play, frames, list(res.timesteps), final, meta)
+
+    def _failed(self, message: str) -> None:
+        self.query_one("#sample-status", Static).update(f"[red]sampling failed: {message}[/]")
+
+    def _play(self, frames: list, timesteps: list[int], final, meta: str) -> None:
+        self.frames, self.timesteps, self.final, self._meta = frames, timesteps, final, meta
+        self.query_one("#sample-save", Button).disabled = False
+        self.action_replay()
+
+    def action_replay(self) -> None:
+        if not self.frames:
+            return
+        self._stop_playback()
+        self.frame = 0
+        self._timer = self.set_interval(1 / FPS, self._next_frame)
+        self._next_frame()
+
+    def _next_frame(self) -> None:
+        art = self.query_one("#sample-art", ArtView)
+        status = self.query_one("#sample-status", Static)
+        if self.frame >= len(self.frames):
+            self._stop_playback()
+            art.set_data(self.final)
+            status.update(self._meta + "  (ctrl+l replays)")
+            return
+        art.set_data(self.frames[self.frame])
+        status.update(f"denoising: t = {self.timesteps[self.frame]}  (frame {self.frame + 1}/{len(self.frames)})")
+        self.frame += 1
+
+    def _stop_playback(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    # ---- saving ----------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if self.final is None:
+            self.notify("sample first (ctrl+r)", severity="warning")
+            return
+        out = Path(self.query_one("#s-out", Input).value.strip()).expanduser()
+        if out.suffix.lower() not in (".png", ".npy"):
+            self.notify(f"{out}: the file must end in .png or .npy", severity="error")
+            return
+        if not out.parent.exists():
+            self.notify(f"folder {out.parent} does not exist; create it or choose another path", severity="error")
+            return
+        self.save(out, self.final)
+
+    @work(thread=True, group="save")
+    def save(self, out: Path, data) -> None:
+        from ddpm_tui.cli import _write_samples  # the CLI's writer: a make_grid PNG, or .npy
+
+        try:
+            _write_samples(out, data)
+        except Exception as e:
+            self.app.call_from_thread(self.notify, f"could not write {out}: {e}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"wrote {out}")

@@ -1,0 +1,439 @@
+"""The `ddpm-tui` dashboard driven with Textual's Pilot against real SQLite files holding real
+finished `smoke` runs (trained once per module, then copied per test) and live detached
+workers. Snapshot tests fix the clock and rewrite the few volatile columns (times,
+throughput, loss values, sample pixels) of their own copy so the pictures are stable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.store import Store
+from tests.ddpm_tui.conftest import FAST, LONG, Cli
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = (140, 45)
+FROZEN = 1_750_000_000.0  # "now" for snapshot ages
+
+
+# ---- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_db(tmp_path_factory) -> Path:
+    """Two finished smoke runs that differ only in lr, trained once for the whole module."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 2-core box: more OpenMP threads than free cores only wait
+    try:
+        cli = Cli(tmp_path_factory.mktemp("base") / "experiments.db")
+        for name, lr in (("lo", "1e-3"), ("hi", "3e-3")):
+            res = cli("run", *FAST, "--set", f"lr={lr}", "--name", name, "--tag", "sweep")
+            assert res.exit_code == 0, res.output
+    finally:
+        torch.set_num_threads(threads)
+    with sqlite3.connect(cli.db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return cli.db
+
+
+@pytest.fixture
+def db(base_db, tmp_path, monkeypatch) -> Path:
+    """A private copy of the module's database and its checkpoint folder."""
+    shutil.copy(base_db, tmp_path / "experiments.db")
+    shutil.copytree(base_db.parent / "experiments.runs", tmp_path / "experiments.runs")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # spawned workers take one core each
+    return tmp_path / "experiments.db"
+
+
+@pytest.fixture
+def workers():
+    """Pids of workers a test started; stopped (then killed) at the end whatever happened."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+                time.sleep(0.2)
+            except (ProcessLookupError, PermissionError):
+                break
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def make_app(db: Path, **kw):
+    from ddpm_tui.app import DdpmApp
+
+    return DdpmApp(Store(db), poll_s=0.1, **kw)
+
+
+def drive(app, script, size=SIZE):
+    """Run ``script(pilot)`` against the app in a headless terminal."""
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+async def until(pilot, cond, what: str, timeout: float = 90.0) -> None:
+    t0 = time.monotonic()
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+    if os.environ.get("TIMING"):
+        print(f"{what}: {time.monotonic() - t0:.1f}s")
+
+
+def rows(app) -> dict[int, dict[str, str]]:
+    """The runs table as plain text: id -> column -> cell."""
+    from ddpm_tui.screens.runs import RunsScreen
+
+    screen = next(s for s in app.screen_stack if isinstance(s, RunsScreen))
+    table = screen.table
+    out = {}
+    for key in table.rows:
+        cells = table.get_row(key)
+        out[int(key.value)] = {c.key.value: str(getattr(v, "plain", v)) for c, v in zip(table.ordered_columns, cells)}
+    return out
+
+
+# ---- the runs table ------------------------------------------------------------------------
+
+
+def test_table_fills_filters_sorts_and_follows_a_live_worker(db, workers):
+    cli = Cli(db)
+    live = cli.json("run", *LONG, "--name", "live", "--detach")
+    workers.append(live["pid"])
+    app = make_app(db)
+
+    async def script(pilot):
+        table = rows(app)
+        assert {r["name"] for r in table.values()} == {"lo", "hi", "live"}
+        assert table[1]["status"] == "completed" and "12/12" in table[1]["progress"] and table[1]["tags"] == "sweep"
+        await until(pilot, lambda: rows(app)[3]["status"] == "running" and int(rows(app)[3]["progress"].split()[-1].split("/")[0].replace(",", "")) >= 4,
+                    "the live row to show training steps")  # fmt: skip
+        first = rows(app)[3]["progress"]
+        await until(pilot, lambda: rows(app)[3]["progress"] != first, "the live row to move on its own")
+        # filter as you type, then clear
+        await pilot.press("slash", "h", "i")
+        assert list(rows(app)) == [2]
+        await pilot.press("escape")
+        assert len(rows(app)) == 3 and app.focused is app.screen.table
+        # sort by the next column (name), then reverse
+        await pilot.press("s")
+        assert app.screen.sort_key == "name" and [r["name"] for r in rows(app).values()] == ["hi", "live", "lo"]
+        await pilot.press("S")
+        assert [r["name"] for r in rows(app).values()] == ["lo", "live", "hi"]
+        # a change made by another process (the CLI) shows up without a key press
+        assert cli("tag", "1", "later").exit_code == 0
+        await until(pilot, lambda: rows(app)[1]["tags"] == "sweep,later", "the tag written by the CLI")
+        from ddpm_tui.app import training_elsewhere
+
+        assert [r.id for r in training_elsewhere(app.store)] == [3]
+
+    drive(app, script)
+
+
+def test_start_stop_resume_from_the_dashboard_change_the_row(db, workers):
+    app = make_app(db)
+
+    async def script(pilot):
+        from textual.widgets import Input, Select
+
+        from ddpm_tui.screens.new_run import NewRunScreen
+        from ddpm_tui.screens.run import RunScreen
+
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        form.query_one("#preset", Select).value = "smoke"
+        await pilot.pause()
+        for field, value in (("steps", "100000"), ("log_every", "2"), ("checkpoint_every", "20"), ("sample_every", "0")):
+            form.query_one(f"#f-{field}", Input).value = value
+        form.query_one("#f-name", Input).value = "from-tui"
+        await pilot.pause()
+        assert form.errors == {}
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), "the new run's screen")
+        run = app.store.get_run("from-tui")
+        workers.append(run.pid)
+        assert run.config["steps"] == 100000 and run.preset == "smoke"
+        await pilot.press("escape")
+        await until(pilot, lambda: rows(app)[run.id]["status"] == "running", "the worker to start", timeout=120)
+        app.screen.table.move_cursor(row=0)  # newest first
+        assert app.screen.current_id() == run.id
+        await pilot.press("x")
+        await until(pilot, lambda: rows(app)[run.id]["status"] == "stopped", "the stop")
+        stopped_at = app.store.get_run(run.id).step
+        await pilot.press("r")
+        await until(pilot, lambda: rows(app)[run.id]["status"] == "running", "the resume", timeout=120)
+        resumed = app.store.get_run(run.id)
+        workers.append(resumed.pid)
+        await until(pilot, lambda: app.store.get_run(run.id).step > stopped_at, "training to continue past the stop")
+        await pilot.press("x")
+        await until(pilot, lambda: rows(app)[run.id]["status"] == "stopped", "the second stop")
+
+    drive(app, script)
+
+
+def test_the_form_rejects_a_bad_value_inline(db):
+    app = make_app(db)
+
+    async def script(pilot):
+        from textual.widgets import Button, Input, Static
+
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#f-lr", Input).value = "2"
+        form.query_one("#f-steps", Input).value = "many"
+        await pilot.pause()
+        assert set(form.errors) == {"lr", "steps"}
+        lr_error = form.query_one("#e-lr", Static)
+        assert lr_error.display and "lr: 2.0 is out of range" in str(lr_error.content)
+        assert form.query_one("#launch", Button).disabled
+        await pilot.press("ctrl+s")
+        assert len(app.store.list_runs()) == 2, "nothing was launched"
+        form.query_one("#f-lr", Input).value = "1e-3"
+        form.query_one("#f-steps", Input).value = "300"
+        await pilot.pause()
+        assert form.errors == {} and not form.query_one("#e-lr", Static).display
+        assert not form.query_one("#launch", Button).disabled
+
+    drive(app, script)
+
+
+# ---- the other screens ----------------------------------------------------------------------
+
+
+def test_keys_open_each_screen_and_every_action_is_in_the_palette(db):
+    app = make_app(db)
+
+    async def script(pilot):
+        from textual.command import CommandPalette
+
+        from ddpm_tui.app import ActionsProvider
+        from ddpm_tui.screens.compare import CompareScreen
+        from ddpm_tui.screens.explore import ExploreScreen
+        from ddpm_tui.screens.help import HelpScreen
+        from ddpm_tui.screens.new_run import NewRunScreen
+        from ddpm_tui.screens.run import RunScreen
+        from ddpm_tui.screens.sample import SampleScreen
+        from ddpm_tui.widgets.art import ArtView
+        from ddpm_tui.widgets.loss_chart import LossChart
+
+        runs = app.screen
+        titles = {t for t, _, _ in ActionsProvider(runs)._commands()}
+        assert {"Open", "New run", "Stop", "Resume", "Delete", "Tag", "Mark", "Compare", "Sample", "Explore", "Filter", "Sort", "Help", "Quit"} <= titles
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press("escape")
+        assert app.screen is runs
+
+        await pilot.press("enter")  # run 2 ("hi") is first: newest first
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.run_id == 2
+        steps, losses = screen.query_one(LossChart).series["hi"]
+        assert steps == [3, 6, 9, 12] and all(v > 0 for v in losses)
+        assert screen.query_one(ArtView).data.shape == (4, 1, 28, 28)
+        assert {"Stop", "Resume", "Sample", "Explore", "Tag", "Notes"} <= {t for t, _, _ in ActionsProvider(screen)._commands()}
+        await pilot.press("escape")
+        assert app.screen is runs
+
+        await pilot.press("n")
+        assert isinstance(app.screen, NewRunScreen)
+        await pilot.press("escape")
+        await pilot.press("g")
+        assert isinstance(app.screen, SampleScreen)
+        await pilot.press("escape")
+        await pilot.press("e")
+        explore = app.screen
+        assert isinstance(explore, ExploreScreen)
+        await until(pilot, lambda: explore.abar is not None, "the schedule and MNIST to load")
+        t0 = explore.t
+        await pilot.press("right")
+        assert explore.t == t0 + 1 and explore.query_one("#explore-now", ArtView).data.shape == (3, 1, 28, 28)
+        strip = explore.query_one("#explore-strip", ArtView).data
+        assert strip.shape[0] >= 2 and not (strip[0] == strip[-1]).all()  # the digit at t=0, noise at T-1
+        await pilot.press("escape")
+
+        await pilot.press("space", "space")  # mark 2, then 1
+        assert runs.marked == [2, 1]
+        await pilot.press("c")
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.press("escape")
+        assert app.screen is runs
+
+    drive(app, script)
+
+
+def test_compare_lists_only_the_config_keys_that_differ(db):
+    app = make_app(db)
+
+    async def script(pilot):
+        await pilot.press("space", "space", "c")
+        screen = app.screen
+        assert screen.differences == {"lr": [0.003, 0.001]}
+        chart = screen.query_one("#compare-chart")
+        assert set(chart.series) == {"2 hi", "1 lo"}
+        assert screen.query_one("#compare-art-1").data.shape == (4, 1, 28, 28)
+
+    drive(app, script)
+
+
+def test_a_sample_grid_appears_animates_and_saves_as_png(db, tmp_path):
+    app = make_app(db)
+    out = tmp_path / "grid.png"
+
+    async def script(pilot):
+        from textual.widgets import Input
+
+        from ddpm_tui.widgets.art import ArtView
+
+        await pilot.press("g")
+        screen = app.screen
+        screen.query_one("#s-n", Input).value = "9"
+        screen.query_one("#s-steps", Input).value = "5"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.final is not None, "sampling in the worker thread")
+        assert screen.final.shape == (9, 1, 28, 28) and len(screen.frames) == 5
+        await until(pilot, lambda: screen._timer is None, "the animation to finish")
+        assert screen.query_one("#sample-art", ArtView).data is screen.final
+        screen.query_one("#s-out", Input).value = str(out)
+        await pilot.press("ctrl+s")
+        await until(pilot, out.exists, "the PNG")
+
+    drive(app, script)
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] > 28 * 3 and im.mode == "L"
+
+
+def test_delete_asks_first_and_tag_edits_the_row(db):
+    app = make_app(db)
+
+    async def script(pilot):
+        from ddpm_tui.screens.confirm import ConfirmScreen
+
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert set(rows(app)) == {1, 2}
+        await pilot.press("d")
+        await pilot.press("y")
+        await until(pilot, lambda: set(rows(app)) == {1}, "the row to go")
+        assert not (db.parent / "experiments.runs" / "2").exists()
+        await pilot.press("t")
+        await pilot.press(*"good", "space", "minus", *"sweep", "enter")
+        await until(pilot, lambda: rows(app)[1]["tags"] == "good", "the new tags")
+
+    drive(app, script)
+
+
+# ---- the process: no torch, errors, entry points ---------------------------------------------
+
+
+def test_opening_the_runs_table_does_not_import_torch(db):
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ddpm_tui.app import DdpmApp, open_store\n"
+        "async def auto(pilot):\n"
+        "    from textual.widgets import DataTable\n"
+        "    await pilot.pause()\n"
+        "    t = pilot.app.screen.query_one(DataTable)\n"
+        "    print('rows', t.row_count, 'torch', 'torch' in sys.modules, 'numpy', 'numpy' in sys.modules)\n"
+        "    pilot.app.exit()\n"
+        f"DdpmApp(open_store(Path({str(db)!r}))).run(headless=True, size=(120, 40), auto_pilot=auto)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "rows 2 torch False" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign", "folder"])
+def test_a_bad_database_is_one_error_line(tmp_path, kind):
+    path = tmp_path / "x.db"
+    if kind == "text":
+        path.write_text("hello, not sqlite\n" * 100)
+    elif kind == "foreign":
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE songs (title TEXT)")
+    else:
+        path.mkdir()
+    res = subprocess.run([sys.executable, "-m", "ddpm_tui.app", "--db", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.stderr, res.stderr
+
+
+def test_help_needs_no_terminal():
+    res = subprocess.run([sys.executable, "-m", "ddpm_tui.app", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0 and "--db" in res.stdout and "DDPM_DB" in res.stdout
+
+
+# ---- snapshots ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frozen_db(db, monkeypatch) -> Path:
+    """The copy with everything that varies between machines and minutes made fixed: times,
+    throughput, devices, file sizes, loss values and the sample pixels (real MNIST test
+    digits in place of the freshly sampled ones)."""
+    import numpy as np
+
+    from core.sources import load_mnist
+
+    digits = np.ascontiguousarray(load_mnist("test")[0][:4, None])
+    with sqlite3.connect(db) as con:
+        con.execute(
+            "UPDATE runs SET created = ? - 3600 * id, started = ? - 3600 * id + 1, ended = ? - 3600 * id + 3, heartbeat = NULL,"
+            " elapsed_s = 2.0, images_per_s = 1000.0 + id, device = 'cpu', host = 'host', last_loss = 0.5 / id",
+            (FROZEN, FROZEN, FROZEN),
+        )
+        con.execute("UPDATE metrics SET value = round(1.0 / (1 + step * run * 0.1), 4), time = ? + step", (FROZEN,))
+        con.execute("UPDATE samples SET data = ?, shape = ?, dtype = 'uint8', time = ?", (digits.tobytes(), json.dumps(list(digits.shape)), FROZEN))
+        con.execute("UPDATE checkpoints SET bytes = 900000, time = ?", (FROZEN,))
+    monkeypatch.chdir(db.parent)  # the header shows the path as given: keep it 'experiments.db'
+    return Path("experiments.db")
+
+
+def snapshot_app(path: Path):
+    from ddpm_tui.app import DdpmApp
+
+    return DdpmApp(Store(path), clock=lambda: FROZEN)
+
+
+def test_snapshot_runs(frozen_db, snap_compare):
+    assert snap_compare(snapshot_app(frozen_db), terminal_size=SIZE)
+
+
+def test_snapshot_run(frozen_db, snap_compare):
+    assert snap_compare(snapshot_app(frozen_db), press=["enter"], terminal_size=SIZE)
+
+
+def test_snapshot_compare(frozen_db, snap_compare):
+    assert snap_compare(snapshot_app(frozen_db), press=["space", "space", "c"], terminal_size=SIZE)
