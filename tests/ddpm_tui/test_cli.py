@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.ddpm_tui.conftest import FAST, LONG, error_line
 
