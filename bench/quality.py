@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="how many samples to draw")
     ap.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim)")
-    ap.add_argument("--eta", type=float, default=0.0)
+    ap.add_argument("--eta", type=float, default=None, help="DDIM noise (default: the preset's)")
     ap.add_argument("--out", type=Path, required=True, help="FILE.npy for the samples")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", default="auto")
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         arr = arr[:, 0]
     buf = _npy_bytes(arr)
     atomic_write_bytes(args.out, buf)
-    print(f"sampling    {args.n} with {args.sampler}-{args.steps if args.sampler == 'ddim' else cfg.T} in {t_sample:.1f}s")
+    eta = cfg.eta if args.eta is None else args.eta
+    print(f"sampling    {args.n} with {args.sampler}-{args.steps if args.sampler == 'ddim' else cfg.T} (eta {eta:g}) in {t_sample:.1f}s")
     print(f"wrote       {args.out} {arr.dtype} {tuple(arr.shape)}")
 
     if cfg.dataset in ("mnist", "fashion", "scurve"):

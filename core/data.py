@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.config import ConfigError, RunConfig
+from core.config import TRAIN_SIZES, ConfigError, RunConfig
 from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist, read_idx  # noqa: F401  (re-exported)
 
 # ---- the 2-D S-curve -------------------------------------------------------------------
@@ -87,7 +87,7 @@ def load_dataset(cfg: RunConfig, split: str = "train") -> TensorDataset:
     elif cfg.dataset == "fashion":
         x, y = load_fashion_mnist(split)
     elif cfg.dataset == "scurve":
-        return TensorDataset(make_s_curve(20_000, seed=0 if split == "train" else 1))
+        return TensorDataset(make_s_curve(TRAIN_SIZES["scurve"], seed=0 if split == "train" else 1))
     elif cfg.dataset == "folder":
         return TensorDataset(torch.from_numpy(load_folder(cfg.data_dir, cfg.image_size, cfg.image_channels)))
     else:  # validated configs never get here

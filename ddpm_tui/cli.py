@@ -817,7 +817,7 @@ def eval_cmd(
     n: Annotated[int, typer.Option("--n", min=2, help="How many samples to judge.")] = 1000,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddpm (all T steps) or ddim.")] = Sampler.ddim,
     steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps.")] = 50,
-    eta: Annotated[float, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise.")] = 0.0,
+    eta: Annotated[float | None, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise: 0 deterministic, 1 like DDPM [default: the run's]", show_default=False)] = None,  # noqa: E501
     seed: Annotated[int, typer.Option("--seed", help="Seed for the samples (and KID's subsets).")] = 0,
     checkpoint: Annotated[int | None, typer.Option("--checkpoint", help="Step of the checkpoint to judge [default: the latest]", show_default=False)] = None,  # noqa: E501
     device: Annotated[Device, typer.Option("--device", help="Where to sample.")] = Device.auto,
@@ -845,6 +845,7 @@ def eval_cmd(
     dev = resolve_device(device.value)
     net, diffusion, cfg, step = load_for_sampling(ck.path, dev)
     used_steps = steps if sampler is Sampler.ddim else T
+    eta = cfg.eta if eta is None else eta
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, device=dev, sampler=sampler.value,
                    steps=steps if sampler is Sampler.ddim else None, eta=eta, seed=seed)  # fmt: skip
@@ -941,7 +942,8 @@ def compare_cmd(
     from ddpm_tui.format import STATUS_STYLE, number, value
 
     console = _console()
-    table = Table(title="config differences" if diffs else "configs are identical", box=None, header_style="bold", title_justify="left")
+    console.print(f"[bold]{'config differences' if diffs else 'configs are identical'}[/]")
+    table = Table(box=None, header_style="bold")
     table.add_column("")
     for r in rs:
         table.add_column(f"{r.id} {r.name}", justify="right")
@@ -953,7 +955,8 @@ def compare_cmd(
                            title="loss (log scale, smoothed)")  # fmt: skip
         console.print(Text.from_ansi(chart))
     title = f"final metrics, ranked by {rank} ({'lower' if rank in LOWER_IS_BETTER else 'higher'} is better)" if rank else "final metrics"
-    mt = Table(title=title, box=None, header_style="bold", title_justify="left")
+    console.print(f"[bold]{title}[/]")  # not a table title, which would wrap to the table's width
+    mt = Table(box=None, header_style="bold")
     mt.add_column("")
     for r in rs:
         mt.add_column(f"{r.id} {r.name}", justify="right")
