@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from core.store import HEARTBEAT_EVERY, Run, Store, StoreError
+from core.store import BUSY_TIMEOUT_MS, HEARTBEAT_EVERY, Run, Store, StoreError
 
 FLUSH_EVERY_S = 2.0  # metric rows are written at most this often (and at every other event)
 FLUSH_ROWS = 500
@@ -132,7 +132,12 @@ class Heartbeat(threading.Thread):
             store.close()
 
     def stop(self) -> None:
+        """Stop and wait: the thread's connection must be closed before the run counts as
+        ended, or the last close (which folds the WAL into the database file) races with
+        whoever opens the file next."""
         self.done.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
 
 
 def _one_line(e: BaseException) -> str:

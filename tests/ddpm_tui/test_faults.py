@@ -126,6 +126,7 @@ def test_a_read_only_database_can_be_listed_and_shown():
         db.parent.mkdir()
         assert Cli(db)("run", *FAST).exit_code == 0
         before = {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()}
+        assert sorted(before) == ["e.db"], "a finished run left a connection open (its WAL is not folded in)"
         for p in db.parent.iterdir():
             if p.is_file():
                 os.chmod(p, 0o444)
