@@ -12,9 +12,15 @@ from collections.abc import Sequence
 COLORS = ("cyan", "orange", "green", "magenta", "yellow", "blue", "red", "white")
 
 
-def smooth(values: Sequence[float], weight: float = 0.9) -> list[float]:
+def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
     """Exponential moving average with bias correction (as TensorBoard draws it), so the
-    smoothed curve starts at the first value rather than at zero."""
+    smoothed curve starts at the first value rather than at zero.
+
+    By default the weight follows the number of points (a window of about a thirtieth of the
+    series, at most 0.9): a fixed 0.9 over the dozen rows of a young run averaged its first
+    steep drop into every later point, drawing the curve far above the raw losses."""
+    if weight is None:
+        weight = min(0.9, max(0.0, 1 - 30 / max(1, len(values))))
     out, avg = [], 0.0
     for i, v in enumerate(values, 1):
         avg = weight * avg + (1 - weight) * v

@@ -1,5 +1,7 @@
 """Terminal art for a known digit in all three modes, and grids that wrap."""
 
+import random
+
 import numpy as np
 import pytest
 from rich.console import Console
@@ -81,3 +83,15 @@ def test_mode_follows_the_terminal():
     assert pick_mode(None, "braille") == "braille"
     with pytest.raises(ValueError, match="half, braille, ascii"):
         pick_mode("truecolor", "sixel")
+
+
+def test_smoothed_loss_follows_a_short_curve_and_calms_a_long_one():
+    from ddpm_tui.charts import smooth
+
+    young = [0.5, 0.2, 0.1, 0.07, 0.05, 0.04, 0.035, 0.034, 0.034, 0.033, 0.033, 0.033, 0.032]
+    assert smooth(young) == pytest.approx(young)  # too few rows to average: drawn as recorded
+    rng = random.Random(0)
+    noisy = [0.03 + rng.uniform(-0.01, 0.01) for _ in range(2000)]
+    tail = smooth(noisy)[-500:]
+    assert max(tail) - min(tail) < 0.5 * (max(noisy) - min(noisy))
+    assert abs(sum(tail) / len(tail) - 0.03) < 0.002
