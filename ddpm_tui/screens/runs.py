@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from core.store import Run
 from ddpm_tui.format import STATUS_STYLE, age, number
 from ddpm_tui.screens.base import DataScreen
+from ddpm_tui.widgets.runs_table import RunsTable
 
 COLUMNS: list[tuple[str, str]] = [
     ("mark", " "),
@@ -89,7 +90,7 @@ class RunsScreen(DataScreen):
         "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them."
     )
     BINDINGS = [
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", show=False),  # shown by the table, which has the focus
         Binding("x", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
@@ -117,12 +118,13 @@ class RunsScreen(DataScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="/ filter runs: name, status, preset, tag ...", id="filter")
-        table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        table = RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
         yield Static("", id="runs-summary")
-        yield Footer()
+        # Twelve keys: the roomy footer cut the last ones off at 120 columns (ctrl+p is in ? Help).
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.title = "ddpm-tui"
