@@ -374,7 +374,7 @@ class Trainer:
             device=self.device,
             sampler=sampler or cfg.sampler,
             steps=steps if steps is not None else (cfg.sample_steps if (sampler or cfg.sampler) == "ddim" else None),
-            eta=cfg.eta if eta is None else eta,
+            eta=eta,
             seed=cfg.seed + 1 if seed is None else seed,
             trajectory_frames=trajectory_frames,
         )
@@ -422,12 +422,14 @@ def generate(
     device: torch.device,
     sampler: str = "ddim",
     steps: int | None = 50,
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     trajectory_frames: int = 0,
     batch: int = 256,
 ) -> SampleResult:
-    """Sample ``n`` examples in batches (bounded memory), reproducibly for a seed."""
+    """Sample ``n`` examples in batches (bounded memory), reproducibly for a seed. ``eta``
+    defaults to the run's own, so every face samples a run the way it was tuned to be."""
+    eta = cfg.eta if eta is None else eta
     was_training = net.training
     net.eval()
 

@@ -136,7 +136,7 @@ class Heartbeat(threading.Thread):
         ended, or the last close (which folds the WAL into the database file) races with
         whoever opens the file next."""
         self.done.set()
-        if self.is_alive() and self is not threading.current_thread():
+        if self.is_alive():
             self.join(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
 
 

@@ -740,7 +740,7 @@ def sample_cmd(
     frames = 24 if trajectory else 0
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, device=dev, sampler=cfg_sampler, steps=use_steps,
-                   eta=cfg.eta if eta is None else eta, seed=seed, trajectory_frames=frames)  # fmt: skip
+                   eta=eta, seed=seed, trajectory_frames=frames)  # fmt: skip
     seconds = time.perf_counter() - t0
     data = to_numpy(res.x, cfg)
     if trajectory and console.is_terminal:
