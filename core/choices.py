@@ -13,3 +13,6 @@ DATASETS = ("mnist", "fashion", "scurve", "folder")
 MODELS = ("unet", "mlp")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("constant", "linear", "cosine")
+# DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
+# (capped per step at the timestep's own variance, so large values all become the same sampler).
+ETA_MAX = 10.0

@@ -113,8 +113,13 @@ def ddim_sample(
     noise: torch.Tensor | None = None,
 ) -> SampleResult:
     """DDIM (Song et al. 2021) over ``steps`` trailing timesteps; eta = 0 is deterministic,
-
     eta = 1 matches DDPM's variance on the sub-sequence.
+
+    eta > 1 adds more fresh noise than DDPM, like the "churn" of Karras et al.'s stochastic
+    sampler: each step then re-noises the predicted x0 further, which mends the errors of an
+    under-trained model. The noise is capped at sqrt(1 - abar_prev), where the step becomes
+    x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) z, so x_prev always has the marginal
+    variance of its timestep (uncapped, a large eta would over-noise it).
     """
     x = noise.to(device) if noise is not None else torch.randn(shape, generator=generator, device=device)
     ts = ddim_timesteps(diffusion.T, steps)
@@ -127,6 +132,7 @@ def ddim_sample(
         a_t = extract(ac, tt, x.ndim)
         a_prev = extract(ac, torch.full_like(tt, t_prev), x.ndim) if t_prev >= 0 else torch.ones_like(a_t)
         sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
+        sigma = torch.minimum(sigma, (1 - a_prev).sqrt())  # see the docstring: eta > 1
         x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
         if eta > 0 and t_prev >= 0:
             x = x + sigma * torch.randn(shape, generator=generator, device=device)

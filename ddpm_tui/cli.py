@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from core.choices import ETA_MAX
 from core.errors import DDPMError
 
 if TYPE_CHECKING:
@@ -706,7 +707,7 @@ def sample_cmd(
     n: Annotated[int, typer.Option("--n", min=1, max=10_000, help="How many samples.")] = 64,
     sampler: Annotated[Sampler | None, typer.Option("--sampler", help="ddpm (all T steps) or ddim [default: the run's]", show_default=False)] = None,  # noqa: E501
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="DDIM steps [default: the run's]", show_default=False)] = None,  # noqa: E501
-    eta: Annotated[float | None, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise: 0 deterministic, 1 like DDPM [default: the run's]", show_default=False)] = None,  # noqa: E501
+    eta: Annotated[float | None, typer.Option("--eta", min=0.0, max=ETA_MAX, help="DDIM noise: 0 deterministic, 1 like DDPM, more adds noise [default: the run's]", show_default=False)] = None,  # noqa: E501
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed draws the same samples.")] = 0,
     checkpoint: Annotated[int | None, typer.Option("--checkpoint", help="Step of the checkpoint to use [default: the latest]", show_default=False)] = None,  # noqa: E501
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write FILE.png (a grid) or FILE.npy (uint8 images, or float32 points)", show_default=False)] = None,  # noqa: E501
@@ -817,7 +818,7 @@ def eval_cmd(
     n: Annotated[int, typer.Option("--n", min=2, help="How many samples to judge.")] = 1000,
     sampler: Annotated[Sampler, typer.Option("--sampler", help="ddpm (all T steps) or ddim.")] = Sampler.ddim,
     steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps.")] = 50,
-    eta: Annotated[float | None, typer.Option("--eta", min=0.0, max=1.0, help="DDIM noise: 0 deterministic, 1 like DDPM [default: the run's]", show_default=False)] = None,  # noqa: E501
+    eta: Annotated[float | None, typer.Option("--eta", min=0.0, max=ETA_MAX, help="DDIM noise: 0 deterministic, 1 like DDPM, more adds noise [default: the run's]", show_default=False)] = None,  # noqa: E501
     seed: Annotated[int, typer.Option("--seed", help="Seed for the samples (and KID's subsets).")] = 0,
     checkpoint: Annotated[int | None, typer.Option("--checkpoint", help="Step of the checkpoint to judge [default: the latest]", show_default=False)] = None,  # noqa: E501
     device: Annotated[Device, typer.Option("--device", help="Where to sample.")] = Device.auto,

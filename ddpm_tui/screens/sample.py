@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
+from core.choices import ETA_MAX
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
 
@@ -96,7 +97,7 @@ class SampleScreen(DataScreen):
         yield "checkpoint", Select([], compact=True, id="s-ckpt", prompt="none")
         yield "sampler", Select([("ddim", "ddim"), ("ddpm", "ddpm")], value="ddim", allow_blank=False, compact=True, id="s-sampler")
         yield "steps (ddim)", Input("", compact=True, id="s-steps")
-        yield "eta (ddim noise, 0..1)", Input("0", compact=True, id="s-eta")
+        yield f"eta (ddim noise, 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
         yield "seed", Input("0", compact=True, id="s-seed")
         yield "count", Input("16", compact=True, id="s-n")
 
@@ -169,7 +170,7 @@ class SampleScreen(DataScreen):
             return v
 
         steps = num("#s-steps", int, 1, T, "steps") if sampler == "ddim" else T
-        eta = num("#s-eta", float, 0.0, 1.0, "eta")
+        eta = num("#s-eta", float, 0.0, ETA_MAX, "eta")
         seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
         n = num("#s-n", int, 1, 1024, "count")
         err.update("\n".join(problems))

@@ -40,6 +40,8 @@ def test_text_values_are_parsed_by_field_type():
         ({"dataset": "folder"}, "data_dir", "folder of images"),
         ({"batch_size": "10", "grad_accum": "3"}, "batch_size", "grad_accum"),
         ({"stpes": "10"}, "stpes", "unknown setting"),
+        ({"eta": "-0.1"}, "eta", "between 0 and 10"),
+        ({"eta": "11"}, "eta", "between 0 and 10"),
     ],
 )
 def test_bad_values_are_rejected_with_one_line_naming_the_field(overrides, field, words):

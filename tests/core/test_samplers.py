@@ -53,6 +53,24 @@ def test_fewer_ddim_steps_shrink_the_spread_and_more_steps_converge():
     assert stds[0] < 0.25 and abs(stds[-1] - S) < 0.003
 
 
+def test_eta_above_one_trades_spread_for_correction_and_saturates_at_renoising():
+    """eta > 1 re-noises the predicted x0 more than DDPM. With an exact model that narrows the
+    samples at few steps (x0_hat is a posterior mean), and fades as the steps reach T; the
+    per-step noise is capped at sqrt(1 - abar_prev), so a huge eta is exactly the re-noising
+    sampler and never over-noises x_t (uncapped, eta 1000 would blow the samples up)."""
+    diff = Diffusion.from_schedule("cosine", 1000)
+
+    def run(eta, steps=50):
+        return sample(oracle(diff, "v"), diff, (10_000, 1), sampler="ddim", steps=steps, eta=eta,
+                      objective="v", seed=0, clip_x0=False).x  # fmt: skip
+
+    stds = [run(eta).std().item() for eta in (1.0, 1.8, 10.0)]
+    assert stds[0] > stds[1] > stds[2] > 0.18  # narrower, never wider than the data
+    assert torch.equal(run(10.0), run(1000.0))  # saturated: the cap holds every step
+    assert run(1000.0).mean().item() == pytest.approx(MU, abs=0.01)
+    assert run(1.8, steps=1000).std().item() == pytest.approx(S, abs=0.015)
+
+
 def test_ddim_eta0_is_deterministic_and_seeded():
     diff = Diffusion.from_schedule("linear", 100)
     kw = dict(sampler="ddim", steps=10, eta=0.0, clip_x0=False)
