@@ -394,6 +394,12 @@ class Store:
             return StoreError(f"cannot open {self.path} for writing ({text}); check its permissions or pass --db")
         return StoreError(f"cannot use database {self.path}: {text}")
 
+    def _schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
     def _check_and_migrate(self, exists: bool) -> None:
         tables = set(self.db.table_names())
         if "meta" not in tables:
@@ -425,6 +431,11 @@ class Store:
 
     def _migrate(self, version: int) -> None:
         with self.write():
+            # Read the version again under the write lock: another process may have created
+            # or migrated the file since we looked (two `ddpm run --detach` into a new path).
+            version = self._schema_version()
+            if version >= SCHEMA_VERSION:
+                return
             if version == 0:
                 self.db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
                 self.db["meta"].upsert({"key": "app", "value": APP}, pk="key")

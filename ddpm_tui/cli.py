@@ -305,7 +305,6 @@ def _silence_terminal() -> None:
 
 def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | None, device: str | None = None) -> None:
     from core.store import Store
-    from core.worker import train_run
 
     console = _console(stderr=json_out)
     view = ProgressView(console)
@@ -320,9 +319,13 @@ def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | 
             view.live = False
             _silence_terminal()
 
+    # Handlers first, then the engine's import: a hang-up or Ctrl-C that comes while it
+    # loads must still end the recorded run `stopped`, not kill it and leave it queued.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     error: BaseException | None = None
     try:
+        from core.worker import train_run
+
         train_run(db_path, run_id, device=device, on_event=view, stop=stop, on_start=view.start)
     except KeyboardInterrupt:
         error = None  # recorded as stopped by the worker; reported below

@@ -133,7 +133,7 @@ def test_two_workers_share_one_database(cli, reap_workers):
 
 def test_foreground_run_stops_cleanly_on_sigint_and_sighup(tmp_path):
     db = tmp_path / "e.db"
-    for sig in (signal.SIGINT, signal.SIGHUP):
+    for run_id, sig in ((1, signal.SIGINT), (2, signal.SIGHUP)):
         proc = subprocess.Popen(
             [sys.executable, "-m", "ddpm_tui.cli", "run", *LONG, "--db", str(db)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -141,16 +141,21 @@ def test_foreground_run_stops_cleanly_on_sigint_and_sighup(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             time.sleep(0.3)
-            with sqlite3.connect(db) as c:
-                row = c.execute("SELECT step FROM runs ORDER BY id DESC LIMIT 1").fetchone() if db.exists() else None
+            row = None
+            if db.exists():
+                with sqlite3.connect(db) as c:
+                    try:
+                        row = c.execute("SELECT step FROM runs WHERE id = ?", (run_id,)).fetchone()
+                    except sqlite3.OperationalError:  # the file exists, its schema not yet
+                        pass
             if row and row[0] >= 4:
                 break
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         with sqlite3.connect(db) as c:
-            status, step, error = c.execute("SELECT status, step, error FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-            (ck,) = c.execute("SELECT max(step) FROM checkpoints WHERE run = (SELECT max(id) FROM runs)").fetchone()
+            status, step, error = c.execute("SELECT status, step, error FROM runs WHERE id = ?", (run_id,)).fetchone()
+            (ck,) = c.execute("SELECT max(step) FROM checkpoints WHERE run = ?", (run_id,)).fetchone()
         assert status == "stopped" and ck == step and error is None, (status, step, ck, err)
         if sig == signal.SIGINT:
             assert "ddpm resume" in out

@@ -1,0 +1,37 @@
+"""The store opened by several processes at once, on real SQLite files."""
+
+import threading
+from pathlib import Path
+
+from core.store import SCHEMA_VERSION, Store
+
+
+def _open_together(db: Path, n: int) -> list[Exception]:
+    gate = threading.Barrier(n)
+    errors: list[Exception] = []
+
+    def open_it() -> None:
+        gate.wait()
+        try:
+            Store(db).close()
+        except Exception as e:  # the test reports whatever escapes
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def test_many_openers_of_a_new_file_all_get_one_schema(tmp_path):
+    """Two `ddpm run --detach` into a fresh path open it at the same moment: both must find
+    (or make) the same schema, and neither may fail on the other's half of the migration."""
+    for attempt in range(5):
+        db = tmp_path / f"e{attempt}.db"
+        assert _open_together(db, 6) == []
+        with Store(db) as store:
+            meta = {r["key"]: r["value"] for r in store.db["meta"].rows}
+            assert meta["schema_version"] == str(SCHEMA_VERSION)
+            assert "runs" in store.db.table_names()
