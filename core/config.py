@@ -292,7 +292,7 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
     #   mends strokes that the deterministic path keeps (same weights, eta 0 -> 1: FID 84 -> 44,
     #   confident digits 81% -> 84%), and more than DDPM's noise mends more (1,490 steps on a
     #   slower CPU, two sampling seeds, eta 1 -> 1.8: confident 81.1/80.5% -> 86.4/85.7%,
-    #   FID 64.8/69.5 -> 40.7/52.5, KID x1e3 76.6/78.3 -> 29.8/40.3; eta 2 draws more
+    #   FID 64.8/69.5 -> 40.7/52.5, KID 76.6/78.3 -> 29.8/40.3; eta 2 draws more
     #   confident digits but FID rises again, and past ~2.5 the classes thin out);
     # - it predicts v, not eps: confident digits 84.8% / 85.3% against 84.1% / 82.9% for
     #   training seeds 0 / 1, and x0 = sqrt(abar) x - sqrt(1 - abar) v stays well-conditioned
