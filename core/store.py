@@ -394,11 +394,11 @@ class Store:
             return StoreError(f"cannot open {self.path} for writing ({text}); check its permissions or pass --db")
         return StoreError(f"cannot use database {self.path}: {text}")
 
-    def _schema_version(self) -> int:
+    def _meta(self) -> dict[str, str]:
+        """The meta table as a dict; empty for a new file (or one that is not ours)."""
         if "meta" not in self.db.table_names():
-            return 0
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+            return {}
+        return {r["key"]: r["value"] for r in self.db["meta"].rows}
 
     def _check_and_migrate(self, exists: bool) -> None:
         tables = set(self.db.table_names())
@@ -412,7 +412,7 @@ class Store:
                 raise StoreError(f"{self.path} is empty and read-only; start a run with `ddpm run` elsewhere")
             version = 0
         else:
-            meta = {r["key"]: r["value"] for r in self.db["meta"].rows}
+            meta = self._meta()
             if meta.get("app") != APP:
                 raise StoreError(f"{self.path} is not a ddpm-tui database (app={meta.get('app')!r}); it was left untouched")
             version = int(meta.get("schema_version", 0))
@@ -427,13 +427,13 @@ class Store:
             return
         self._tune()
         if version < SCHEMA_VERSION:
-            self._migrate(version)
+            self._migrate()
 
-    def _migrate(self, version: int) -> None:
+    def _migrate(self) -> None:
         with self.write():
-            # Read the version again under the write lock: another process may have created
-            # or migrated the file since we looked (two `ddpm run --detach` into a new path).
-            version = self._schema_version()
+            # Read the version under the write lock: another process may have created or
+            # migrated the file since we looked (two `ddpm run --detach` into a new path).
+            version = int(self._meta().get("schema_version", 0))
             if version >= SCHEMA_VERSION:
                 return
             if version == 0:
