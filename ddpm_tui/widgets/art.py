@@ -80,7 +80,10 @@ class ArtView(Widget):
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if self.is_points:
             return max(8, container.height)
-        return max(1, len(self._art(width, 0).split()))
+        art = self._art(width, 0)
+        if self._data is None or len(self._data) == 0:  # the placeholder wraps; grids never do
+            return max(1, len(art.wrap(self.app.console, max(1, width))))
+        return max(1, len(art.split()))
 
     def render(self) -> Text:
         return self._art(self.content_size.width, self.content_size.height)
