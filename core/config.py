@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, fields
 
@@ -153,9 +154,14 @@ def parse_value(name: str, value: typing.Any) -> typing.Any:
         if isinstance(value, bool):
             raise ValueError(f"{name}: expected a number, got {value!r}")
         try:
-            return float(value)
+            f = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{name}: expected a number, got {value!r}") from None
+        if not math.isfinite(f):
+            # Every range check is false for NaN, so a NaN would pass validation and then
+            # silently sample NaN images (ema_decay) or turn clipping off (grad_clip).
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        return f
     if hint is str:
         return str(value)
     # tuple[int, ...]
@@ -211,38 +217,40 @@ def _validate(c: RunConfig) -> list[str]:
     _one_of(e, "lr_decay", c.lr_decay, LR_DECAYS)
     _one_of(e, "sampler", c.sampler, SAMPLERS)
 
-    def at_least(name: str, lo: float, hi: float | None = None) -> None:
+    def in_range(name: str, lo: float, hi: float | None = None) -> None:
         v = getattr(c, name)
-        if v < lo or (hi is not None and v > hi):
+        if isinstance(v, float) and not math.isfinite(v):
+            e.append(f"{name}: {v} is not a finite number")
+        elif v < lo or (hi is not None and v > hi):
             rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
             e.append(f"{name}: {v} is out of range; it must be {rng}")
 
-    at_least("T", 1, 100_000)
-    at_least("steps", 1)
-    at_least("batch_size", 1)
-    at_least("grad_accum", 1)
-    at_least("channels", 1, 4096)
-    at_least("num_res_blocks", 1, 16)
-    at_least("patch", 1, 8)
-    at_least("hidden", 2, 65536)
-    at_least("depth", 1, 64)
-    at_least("image_size", 4, 512)
-    at_least("warmup", 0)
-    at_least("min_snr_gamma", 0)
-    at_least("offset_noise", 0, 1)
-    at_least("grad_clip", 0)
-    at_least("weight_decay", 0)
-    at_least("dropout", 0, 0.99)
-    at_least("ema_decay", 0, 0.99999)
-    at_least("log_every", 1)
-    at_least("sample_every", 0)
-    at_least("sample_n", 1, 1024)
-    at_least("checkpoint_every", 0)
-    at_least("keep_checkpoints", 0)
-    at_least("eval_every", 0)
-    at_least("eval_n", 2, 100_000)
-    at_least("eta", 0, ETA_MAX)
-    at_least("seed", 0, 2**63 - 1)
+    in_range("T", 1, 100_000)
+    in_range("steps", 1)
+    in_range("batch_size", 1)
+    in_range("grad_accum", 1)
+    in_range("channels", 1, 4096)
+    in_range("num_res_blocks", 1, 16)
+    in_range("patch", 1, 8)
+    in_range("hidden", 2, 65536)
+    in_range("depth", 1, 64)
+    in_range("image_size", 4, 512)
+    in_range("warmup", 0)
+    in_range("min_snr_gamma", 0)
+    in_range("offset_noise", 0, 1)
+    in_range("grad_clip", 0)
+    in_range("weight_decay", 0)
+    in_range("dropout", 0, 0.99)
+    in_range("ema_decay", 0, 0.99999)
+    in_range("log_every", 1)
+    in_range("sample_every", 0)
+    in_range("sample_n", 1, 1024)
+    in_range("checkpoint_every", 0)
+    in_range("keep_checkpoints", 0)
+    in_range("eval_every", 0)
+    in_range("eval_n", 2, 100_000)
+    in_range("eta", 0, ETA_MAX)
+    in_range("seed", 0, 2**63 - 1)
     if not (c.lr > 0 and c.lr < 1):
         e.append(f"lr: {c.lr} is out of range; it must be above 0 and below 1 (try 1e-3)")
     if c.T >= 1 and (c.sample_steps < 1 or c.sample_steps > c.T):

@@ -73,3 +73,24 @@ def test_field_names_promised_to_the_cli_exist():
 
 def test_default_preset_follows_the_device():
     assert default_preset("cuda") == "classic" and default_preset("cpu") == "quick"
+
+
+@pytest.mark.parametrize("field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay"])
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400"])
+def test_non_finite_numbers_are_refused_in_one_line(field, text):
+    """Every range check is false for NaN: without this, ema_decay=nan was recorded and then
+    sampled NaN images, grad_clip=nan silently turned clipping off."""
+    with pytest.raises(ConfigError) as err:
+        preset("quick", {field: text})
+    assert err.value.errors == [f"{field}: expected a finite number, got {text!r}"]
+
+
+@pytest.mark.parametrize("field", ["ema_decay", "grad_clip", "eta"])
+def test_non_finite_values_set_directly_are_refused_too(field):
+    import dataclasses
+
+    cfg = dataclasses.replace(preset("quick"), **{field: float("nan")})
+    with pytest.raises(ConfigError, match=f"{field}: nan is not a finite number"):
+        cfg.validate()
+    with pytest.raises(ConfigError, match=f"{field}: expected a finite number"):
+        RunConfig.from_dict({**preset("quick").to_dict(), field: float("inf")})
