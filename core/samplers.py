@@ -1,12 +1,14 @@
 """Reverse-process samplers: DDPM ancestral sampling and DDIM.
 
 Both take a ``model(x_t, t) -> output`` callable and a :class:`~core.diffusion.Diffusion`,
-start from Gaussian noise drawn from a seeded generator (so a seed reproduces a grid), and can
+draw every Gaussian from a :class:`SampleNoise` (sample i's noise depends only on the seed and
+i, so a grid is the same whatever the batch size, and two seeds share no image), and can
 record a trajectory of (x_t, predicted x_0) for the denoising animation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +18,47 @@ from core.choices import SAMPLERS
 from core.diffusion import Diffusion, extract
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoiseFn = Callable[[], torch.Tensor]  # a fresh standard Gaussian of the batch's shape
+
+
+def stream_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for sample ``index`` of a draw seeded ``seed`` (splitmix64 of the pair),
+    so that nearby (seed, index) pairs give unrelated streams and no two pairs share one."""
+    z = (int(seed) * 0x9E3779B97F4A7C15 + int(index) + 1) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return (z ^ (z >> 31)) >> 1
+
+
+class SampleNoise:
+    """Per-sample Gaussian noise, as EDM's ``StackedRandomGenerator``: one generator for each
+    sample, seeded by (seed, index). ``--seed 0`` and ``--seed 1`` then share no image (a
+    seed-per-batch scheme made seed 1's first batch seed 0's second), and sample i is the same
+    image whether it was drawn in a batch of 16 or of 256.
+
+    Each generator draws several steps' noise at once (one call per sample per chunk rather
+    than per step), which keeps per-sample streams cheap for many small samples. The chunk
+    depends only on the size of one sample, never on the batch, so the streams do not either.
+    """
+
+    MAX_CHUNK = 32
+    CHUNK_VALUES = 1 << 16  # values one sample draws at a time, at most: bounds the buffer for large images
+
+    def __init__(self, shape: tuple[int, ...], seed: int, start: int = 0, device: torch.device | str = "cpu"):
+        self.shape, self.device = tuple(shape), torch.device(device)
+        self.generators = [torch.Generator(device=self.device).manual_seed(stream_seed(seed, start + i)) for i in range(shape[0])]
+        size = math.prod(self.shape[1:])
+        self.chunk = max(1, min(self.MAX_CHUNK, self.CHUNK_VALUES // max(1, size)))
+        self._buffer: torch.Tensor | None = None
+        self._next = self.chunk
+
+    def __call__(self) -> torch.Tensor:
+        if self._next == self.chunk:
+            one = (self.chunk, *self.shape[1:])
+            self._buffer = torch.stack([torch.randn(one, generator=g, device=self.device) for g in self.generators], dim=1)
+            self._next = 0
+        self._next += 1
+        return self._buffer[self._next - 1]
 
 
 @dataclass
@@ -66,11 +109,9 @@ def _record_every(n_steps: int, frames: int) -> int:
 def ddpm_sample(
     model: ModelFn,
     diffusion: Diffusion,
-    shape: tuple[int, ...],
     *,
+    noise: NoiseFn,
     objective: str = "eps",
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
 ) -> SampleResult:
@@ -78,15 +119,14 @@ def ddpm_sample(
 
     x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * clipped log var) z, with z = 0 at t = 0.
     """
-    x = torch.randn(shape, generator=generator, device=device)
+    x = noise()
     res = SampleResult(x=x)
     every = _record_every(diffusion.T, trajectory_frames)
     for i, t in enumerate(range(diffusion.T - 1, -1, -1)):
         tt, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
         mean, _, logvar = diffusion.q_posterior(x0, x, tt)
         if t > 0:
-            z = torch.randn(shape, generator=generator, device=device)
-            x = mean + (0.5 * logvar).exp() * z
+            x = mean + (0.5 * logvar).exp() * noise()
         else:
             x = mean
         if trajectory_frames and (i % every == 0 or t == 0):
@@ -101,16 +141,13 @@ def ddpm_sample(
 def ddim_sample(
     model: ModelFn,
     diffusion: Diffusion,
-    shape: tuple[int, ...],
     *,
+    noise: NoiseFn,
     steps: int = 50,
     eta: float = 0.0,
     objective: str = "eps",
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
-    noise: torch.Tensor | None = None,
 ) -> SampleResult:
     """DDIM (Song et al. 2021) over ``steps`` trailing timesteps; eta = 0 is deterministic,
     eta = 1 matches DDPM's variance on the sub-sequence.
@@ -121,7 +158,7 @@ def ddim_sample(
     x_prev = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) z, so x_prev always has the marginal
     variance of its timestep (uncapped, a large eta would over-noise it).
     """
-    x = noise.to(device) if noise is not None else torch.randn(shape, generator=generator, device=device)
+    x = noise()
     ts = ddim_timesteps(diffusion.T, steps)
     res = SampleResult(x=x)
     every = _record_every(len(ts), trajectory_frames)
@@ -135,7 +172,7 @@ def ddim_sample(
         sigma = torch.minimum(sigma, (1 - a_prev).sqrt())  # see the docstring: eta > 1
         x = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
         if eta > 0 and t_prev >= 0:
-            x = x + sigma * torch.randn(shape, generator=generator, device=device)
+            x = x + sigma * noise()
         if trajectory_frames and (i % every == 0 or t_prev < 0):
             res.timesteps.append(t)
             res.xt.append(x.detach().cpu())
@@ -153,19 +190,21 @@ def sample(
     steps: int | None = None,
     eta: float = 0.0,
     objective: str = "eps",
-    seed: int | None = None,
+    seed: int = 0,
+    start: int = 0,
     device: torch.device | str = "cpu",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
+    noise: NoiseFn | None = None,
 ) -> SampleResult:
-    """One entry point for both samplers; ``seed`` makes the result reproducible."""
-    gen = torch.Generator(device=device)
-    gen.manual_seed(0 if seed is None else int(seed))
-    common = dict(objective=objective, generator=gen, device=device, clip_x0=clip_x0, trajectory_frames=trajectory_frames)
+    """One entry point for both samplers. Sample i of the batch is sample ``start + i`` of
+    the draw seeded ``seed`` (see :class:`SampleNoise`); ``noise`` replaces that source."""
+    noise = noise or SampleNoise(shape, seed, start, device)
+    common = dict(noise=noise, objective=objective, clip_x0=clip_x0, trajectory_frames=trajectory_frames)
     if sampler == "ddpm":
         if steps not in (None, diffusion.T):
             raise ValueError(f"the ddpm sampler always takes T={diffusion.T} steps; use --sampler ddim for {steps}")
-        return ddpm_sample(model, diffusion, shape, **common)
+        return ddpm_sample(model, diffusion, **common)
     if sampler == "ddim":
-        return ddim_sample(model, diffusion, shape, steps=steps or min(50, diffusion.T), eta=eta, **common)
+        return ddim_sample(model, diffusion, steps=steps or min(50, diffusion.T), eta=eta, **common)
     raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
