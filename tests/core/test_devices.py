@@ -1,0 +1,85 @@
+"""Device requests resolved against what a host has: every refusal is one line."""
+
+import pytest
+import torch
+
+from core import devices
+from core.devices import Accelerators, DeviceError, parse, physical, resolve
+
+CPU = Accelerators()
+TWO_T4 = Accelerators(cuda=2, names=("Tesla T4", "Tesla T4"), capabilities=((7, 5), (7, 5)), memory=(16 << 30,) * 2, torch_cuda="12.4", driver=True)
+CPU_TORCH_ON_GPU_HOST = Accelerators(torch_cuda=None, driver=True, torch="2.14.1+cpu")
+MAC = Accelerators(mps=True)
+
+
+@pytest.mark.parametrize(
+    "request_,acc,want",
+    [
+        ("auto", CPU, "cpu"),
+        (None, CPU, "cpu"),
+        ("auto", TWO_T4, "cuda:0"),
+        ("auto", MAC, "mps"),
+        ("cuda", TWO_T4, "cuda:0"),
+        ("CUDA:1", TWO_T4, "cuda:1"),
+        ("cpu", TWO_T4, "cpu"),
+        ("mps", MAC, "mps"),
+    ],
+)
+def test_requests_resolve_to_the_device_the_run_gets(request_, acc, want):
+    assert resolve(request_, acc) == want
+
+
+@pytest.mark.parametrize(
+    "request_,acc,words",
+    [
+        ("cuda:2", TWO_T4, "this machine has 2 CUDA GPUs (cuda:0 to cuda:1)"),
+        ("cuda", CPU, "no CUDA GPU; use --device cpu"),
+        ("cuda:0", CPU_TORCH_ON_GPU_HOST, "CPU-only build"),
+        ("mps", CPU, "MPS is not available"),
+        ("gpu", CPU, "not one of auto, cpu, cuda, cuda:N or mps"),
+        ("cuda:x", CPU, "not one of"),
+        ("cpu:0", CPU, "not one of"),
+        ("cuda:-1", TWO_T4, "not one of"),
+    ],
+)
+def test_impossible_requests_are_refused_in_one_line(request_, acc, words):
+    with pytest.raises(DeviceError) as err:
+        resolve(request_, acc)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_parse_normalises():
+    assert parse(" Cuda:3 ") == "cuda:3" and parse("") == "auto"
+
+
+def test_a_pinned_worker_records_the_hosts_name_for_its_gpu():
+    assert physical("cuda:0", {"CUDA_VISIBLE_DEVICES": "3"}) == "cuda:3"
+    assert physical("cuda:1", {"CUDA_VISIBLE_DEVICES": "3,5"}) == "cuda:5"
+    assert physical("cuda:0", {}) == "cuda:0"
+    assert physical("cpu", {"CUDA_VISIBLE_DEVICES": "3"}) == "cpu"
+
+
+def test_probe_round_trips_through_the_isolated_child():
+    """The dashboard and the scheduler ask a child process; its answer is torch's own."""
+    here = devices.probe()
+    there = Accelerators.from_dict(here.to_dict())
+    assert there == here
+    devices._ISOLATED = None
+    assert devices.probe_isolated() == here
+
+
+def test_bf16_only_from_ampere_on(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert devices.autocast_dtype(torch.device("cuda:0"), amp=True) is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert devices.autocast_dtype(torch.device("cuda:0"), amp=True) == torch.bfloat16
+    assert devices.autocast_dtype(torch.device("cuda:0"), amp=False) is None
+    assert devices.autocast_dtype(torch.device("cpu"), amp=True) is None
+
+
+def test_environment_names_the_device_as_the_host_does():
+    env = devices.environment("cuda:0", TWO_T4, precision="fp32", data="device", environ={"CUDA_VISIBLE_DEVICES": "1"})
+    assert env["device"] == "cuda:1" and env["gpu"] == "Tesla T4" and env["capability"] == "7.5"
+    assert env["precision"] == "fp32" and env["cuda_visible_devices"] == "1" and env["cuda"] == "12.4"
+    cpu = devices.environment("cpu", CPU, precision="fp32", data="device", environ={})
+    assert cpu["device"] == "cpu" and "gpu" not in cpu and cpu["cpu"] and cpu["python"] and cpu["host"]
