@@ -25,7 +25,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from core.errors import DDPMError
+from core.migrations import MIGRATIONS, SCHEMA_VERSION
+from core.sampling_spec import Protocol, SamplingSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
 APP = "ddpm-tui"
-SCHEMA_VERSION = 2
 DEFAULT_DB = "experiments.db"
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 FINAL = ("completed", "stopped", "failed", "crashed")
@@ -138,6 +139,7 @@ class Run:
     last_loss: float | None = None
     images_per_s: float | None = None
     elapsed_s: float = 0.0
+    env: dict = field(default_factory=dict)  # where it trained: device, GPU/CPU model, host, versions, precision
 
     @property
     def active(self) -> bool:
@@ -173,6 +175,14 @@ class SampleRecord:
     steps: int
     data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
     time: float
+    eta: float | None = None  # recorded since schema 3
+
+    @property
+    def label(self) -> str:
+        """How the grid was drawn, as sampling specs name themselves (``ddim-50 eta 1.8``)."""
+        if self.eta is None:
+            return f"{self.sampler}-{self.steps}"
+        return SamplingSpec(self.sampler, self.steps, self.eta).label
 
 
 @dataclass
@@ -224,103 +234,8 @@ def _to_run(row: dict, now: float, here: str) -> Run:
         last_loss=row["last_loss"],
         images_per_s=row["images_per_s"],
         elapsed_s=row["elapsed_s"] or 0.0,
+        env=json.loads(row["env"]) if row.get("env") else {},
     )
-
-
-# ---- schema ------------------------------------------------------------------------------
-
-
-def _create_v1(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
-        {
-            "id": int,
-            "name": str,
-            "preset": str,
-            "status": str,
-            "config": str,
-            "device_request": str,
-            "device": str,
-            "pid": int,
-            "host": str,
-            "proc_start": str,
-            "heartbeat": float,
-            "created": float,
-            "started": float,
-            "ended": float,
-            "step": int,
-            "total_steps": int,
-            "error": str,
-            "tags": str,
-            "notes": str,
-            "stop_requested": int,
-            "n_params": int,
-            "last_loss": float,
-            "images_per_s": float,
-            "elapsed_s": float,
-        },
-        pk="id",
-        not_null={"name", "preset", "status", "config", "created", "total_steps"},
-        defaults={"step": 0, "tags": "[]", "notes": "", "stop_requested": 0, "elapsed_s": 0.0},
-    )
-    db["runs"].create_index(["name"], unique=True)
-    db["runs"].create_index(["status"])
-    db["metrics"].create(
-        {"run": int, "step": int, "name": str, "value": float, "time": float},
-        pk=("run", "name", "step"),
-        foreign_keys=[("run", "runs", "id")],
-    )
-    db["samples"].create(
-        {
-            "id": int,
-            "run": int,
-            "step": int,
-            "sampler": str,
-            "steps": int,
-            "n": int,
-            "shape": str,
-            "dtype": str,
-            "data": bytes,
-            "time": float,
-        },
-        pk="id",
-        foreign_keys=[("run", "runs", "id")],
-    )
-    db["samples"].create_index(["run", "step"])
-    db["checkpoints"].create(
-        {"run": int, "step": int, "path": str, "bytes": int, "sha256": str, "time": float},
-        pk=("run", "step"),
-        foreign_keys=[("run", "runs", "id")],
-    )
-
-
-def _add_evals_v2(db: sqlite_utils.Database) -> None:
-    """Quality evaluations: the figures also go to ``metrics`` (so curves and 'latest' work
-    as for loss); this table keeps what they mean: n, sampler, steps, seed and the floor."""
-    db["evals"].create(
-        {
-            "id": int,
-            "run": int,
-            "step": int,
-            "n": int,
-            "sampler": str,
-            "steps": int,
-            "eta": float,
-            "seed": int,
-            "figures": str,
-            "floor": str,
-            "seconds": float,
-            "time": float,
-        },
-        pk="id",
-        foreign_keys=[("run", "runs", "id")],
-    )
-    db["evals"].create_index(["run", "step"])
-
-
-# Forward migrations: MIGRATIONS[v] takes a database at schema version v to v + 1. A new
-# schema change appends a function here and bumps SCHEMA_VERSION; old files are upgraded in
-# place, in one transaction, the first time a newer ddpm-tui opens them for writing.
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1, 1: _add_evals_v2}
 
 
 # ---- the store ---------------------------------------------------------------------------
@@ -650,12 +565,14 @@ class Store:
         return self.get_run(run.id)
 
     def set_progress(self, run_id: int, **values: Any) -> None:
-        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps"}
+        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env"}
         bad = set(values) - allowed
         if bad:
             raise ValueError(f"not progress fields: {bad}")
         if not values:
             return
+        if "env" in values:
+            values["env"] = json.dumps(values["env"], sort_keys=True)
         cols = ", ".join(f"{k} = ?" for k in values)
         with self.write() as c:
             c.execute(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
@@ -748,7 +665,15 @@ class Store:
         return [r[0] for r in rows], [r[1] for r in rows]
 
     def latest_metrics(self, ref: int | str) -> dict[str, tuple[int, float]]:
-        """The last value of every metric a run has: name -> (step, value)."""
+        """The last value of every metric a run has: name -> (step, value). Quality figures
+        come from its latest evaluation (``latest_eval`` has their protocol)."""
+        latest = self._latest_training_metrics(ref)
+        ev = self.latest_eval(ref)
+        if ev is not None:
+            latest.update({k: (ev["step"], v) for k, v in ev["figures"].items()})
+        return latest
+
+    def _latest_training_metrics(self, ref: int | str) -> dict[str, tuple[int, float]]:
         rows = self.conn.execute(
             "SELECT m.name, m.step, m.value FROM metrics m JOIN"
             " (SELECT name, max(step) AS step FROM metrics WHERE run = ? GROUP BY name) last"
@@ -764,7 +689,19 @@ class Store:
             c.execute("DELETE FROM metrics WHERE run = ? AND step > ?", (run_id, step))
             c.execute("DELETE FROM samples WHERE run = ? AND step > ?", (run_id, step))
             c.execute("DELETE FROM evals WHERE run = ? AND step > ?", (run_id, step))
+            c.execute("DELETE FROM checkpoints WHERE run = ? AND step > ?", (run_id, step))
             c.execute("UPDATE runs SET step = ? WHERE id = ?", (step, run_id))
+
+    def latest_figure_for_all(self, name: str) -> dict[int, tuple[float, str]]:
+        """One figure of every run's latest evaluation that has it: run -> (value, protocol
+        key), in one query (for tables of many runs)."""
+        out: dict[int, tuple[float, str]] = {}
+        for run, rows in self.all_evals().items():
+            for r in reversed(rows):
+                if name in r["figures"]:
+                    out[run] = (r["figures"][name], r["protocol"])
+                    break
+        return out
 
     def latest_metric_for_all(self, name: str) -> dict[int, float]:
         """The last value of one metric for every run that has it, in one query (for tables
@@ -783,34 +720,40 @@ class Store:
         run_id: int,
         step: int,
         *,
-        n: int,
-        sampler: str,
-        steps: int,
-        eta: float,
-        seed: int,
+        protocol: Protocol,
         figures: dict[str, float],
         floor: dict[str, float],
         seconds: float,
     ) -> None:
-        """One evaluation: its context in ``evals``, its figures as metric rows at ``step``."""
-        now = time.time()
+        """One evaluation: its figures, its floor and the protocol they were measured under."""
+        spec = protocol.spec
         with self.write() as c:
             c.execute(
                 "INSERT INTO evals (run, step, n, sampler, steps, eta, seed, figures, floor, seconds, time)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), int(n), sampler, int(steps), float(eta), int(seed), json.dumps(figures),
-                 json.dumps(floor), float(seconds), now),
+                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), int(protocol.seed),
+                 json.dumps(figures), json.dumps(floor), float(seconds), time.time()),
             )  # fmt: skip
-            c.executemany(
-                "INSERT OR REPLACE INTO metrics (run, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, int(step), k, float(v), now) for k, v in figures.items()],
-            )
 
     def evals(self, ref: int | str) -> list[dict]:
-        rows = self._rows("SELECT * FROM evals WHERE run = ? ORDER BY step, id", (self._id(ref),))
-        for r in rows:
-            r["figures"], r["floor"] = json.loads(r["figures"]), json.loads(r["floor"])
-        return rows
+        """A run's evaluations, oldest first; each row carries its ``protocol`` key."""
+        return _decode_evals(self._rows("SELECT * FROM evals WHERE run = ? ORDER BY step, id", (self._id(ref),)))
+
+    def all_evals(self) -> dict[int, list[dict]]:
+        """Every run's evaluations in one query (tables of many runs), oldest first."""
+        out: dict[int, list[dict]] = {}
+        for r in _decode_evals(self._rows("SELECT * FROM evals ORDER BY run, step, id")):
+            out.setdefault(r["run"], []).append(r)
+        return out
+
+    def figure_series(self, ref: int | str, name: str) -> dict[str, tuple[list[int], list[float]]]:
+        """One figure over a run's steps, one series per protocol: figures measured under
+        different protocols are never one curve. Later evaluations at a step win."""
+        series: dict[str, dict[int, float]] = {}
+        for r in self.evals(ref):
+            if name in r["figures"]:
+                series.setdefault(r["protocol"], {})[r["step"]] = r["figures"][name]
+        return {k: (sorted(v), [v[s] for s in sorted(v)]) for k, v in series.items()}
 
     def latest_eval(self, ref: int | str) -> dict | None:
         rows = self.evals(ref)
@@ -818,16 +761,16 @@ class Store:
 
     # ---- samples ------------------------------------------------------------------------
 
-    def add_samples(self, run_id: int, step: int, data: np.ndarray, sampler: str, steps: int) -> None:
+    def add_samples(self, run_id: int, step: int, data: np.ndarray, spec: SamplingSpec) -> None:
         import numpy as np  # only sample blobs need numpy: listing runs stays light
 
         arr = np.ascontiguousarray(data)
         with self.write() as c:
             c.execute(
-                "INSERT INTO samples (run, step, sampler, steps, n, shape, dtype, data, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), sampler, int(steps), int(arr.shape[0]), json.dumps(list(arr.shape)),
-                 str(arr.dtype), arr.tobytes(), time.time()),
+                "INSERT INTO samples (run, step, sampler, steps, eta, n, shape, dtype, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), int(arr.shape[0]),
+                 json.dumps(list(arr.shape)), str(arr.dtype), arr.tobytes(), time.time()),
             )  # fmt: skip
 
     def latest_samples(self, ref: int | str) -> SampleRecord | None:
@@ -859,6 +802,11 @@ class Store:
             )
             for p in removed:
                 c.execute("DELETE FROM checkpoints WHERE run = ? AND path = ?", (run_id, self._rel(p)))
+
+    def forget_checkpoint(self, run_id: int, step: int) -> None:
+        """Drop a checkpoint's row (its file is unusable or gone)."""
+        with self.write() as c:
+            c.execute("DELETE FROM checkpoints WHERE run = ? AND step = ?", (run_id, int(step)))
 
     def checkpoints(self, ref: int | str) -> list[CheckpointRecord]:
         rows = self._rows("SELECT * FROM checkpoints WHERE run = ? ORDER BY step", (self._id(ref),))
@@ -899,12 +847,19 @@ class Store:
         return self.get_run(ref).id
 
 
+def _decode_evals(rows: list[dict]) -> list[dict]:
+    for r in rows:
+        r["figures"], r["floor"] = json.loads(r["figures"]), json.loads(r["floor"])
+        r["protocol"] = Protocol.from_row(r).key
+    return rows
+
+
 def _to_samples(row: dict) -> SampleRecord:
     import numpy as np
 
     shape = tuple(json.loads(row["shape"]))
     data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
-    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"])
+    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"))
 
 
 def check_name(name: str) -> str:

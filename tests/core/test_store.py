@@ -35,3 +35,124 @@ def test_many_openers_of_a_new_file_all_get_one_schema(tmp_path):
             meta = {r["key"]: r["value"] for r in store.db["meta"].rows}
             assert meta["schema_version"] == str(SCHEMA_VERSION)
             assert "runs" in store.db.table_names()
+
+
+def test_a_failed_migration_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """The schema is made in one transaction: with sqlite-utils 3, Table.create committed
+    it half-way, and a failure left a file with tables but no schema version."""
+    import sqlite3
+
+    import pytest
+
+    from core import migrations
+
+    def boom(db):
+        db["half"].create({"id": int}, pk="id")
+        raise RuntimeError("migration failed")
+
+    monkeypatch.setitem(migrations.MIGRATIONS, 2, boom)
+    with pytest.raises(RuntimeError, match="migration failed"):
+        Store(tmp_path / "e.db")
+    conn = sqlite3.connect(tmp_path / "e.db")
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    monkeypatch.undo()
+    with Store(tmp_path / "e.db") as store:  # and the next open makes the whole schema
+        assert {"runs", "metrics", "samples", "checkpoints", "evals", "meta"} <= set(store.db.table_names())
+
+
+def _run(store: Store, **config) -> int:
+    return store.create_run({"steps": 10, **config}, preset="smoke").id
+
+
+def test_two_workers_claiming_one_run_at_once_one_wins(tmp_path):
+    """The claim is one conditional UPDATE: whoever comes second is refused, whatever the
+    interleaving (two live pids: this process and its parent)."""
+    import os
+
+    db = tmp_path / "e.db"
+    with Store(db) as store:
+        ids = [_run(store) for _ in range(10)]
+    for rid in ids:
+        gate = threading.Barrier(2)
+        results: list[str] = []
+
+        def claim(pid: int, rid=rid, gate=gate, results=results) -> None:
+            with Store(db) as s:
+                gate.wait()
+                try:
+                    s.claim(rid, device="cpu", pid=pid)
+                    results.append("won")
+                except Exception as e:
+                    results.append(type(e).__name__)
+
+        threads = [threading.Thread(target=claim, args=(pid,)) for pid in (os.getpid(), os.getppid())]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == ["StoreError", "won"], results
+        with Store(db) as s:
+            run = s.get_run(rid)
+            assert run.status == "running" and run.pid in (os.getpid(), os.getppid())
+
+
+def test_status_as_readers_see_it(tmp_path):
+    """'crashed' is never stored: a running row whose worker is gone reads crashed (a dead
+    pid here, a stale heartbeat from another host); a live or fresh one reads running."""
+    import os
+    import time
+
+    from core.store import STALE_AFTER
+
+    with Store(tmp_path / "e.db") as store:
+        ids = [_run(store) for _ in range(6)]
+        now = time.time()
+        rows = [
+            ("running", os.getpid(), store._here, now),  # this live process
+            ("running", 2**22 + 12345, store._here, now),  # no such pid
+            ("running", 1, "another-host", now - 1),  # fresh heartbeat elsewhere
+            ("running", 1, "another-host", now - STALE_AFTER - 1),  # stale elsewhere
+            ("queued", 2**22 + 12345, store._here, now),  # spawned, died before claiming
+            ("queued", None, None, None),  # waiting
+        ]
+        for rid, (status, pid, host, beat) in zip(ids, rows):
+            store.conn.execute("UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat = ? WHERE id = ?", (status, pid, host, beat, rid))
+        store.conn.commit()
+        assert [store.get_run(r).status for r in ids] == ["running", "crashed", "running", "crashed", "crashed", "queued"]
+        assert [r.status for r in sorted(store.list_runs(), key=lambda r: r.id)] == [store.get_run(r).status for r in ids]
+
+
+def test_truncation_forgets_everything_past_the_resume_step(tmp_path):
+    import numpy as np
+
+    from core.sampling_spec import Protocol, SamplingSpec
+
+    spec = SamplingSpec("ddim", 5, 0.0)
+    with Store(tmp_path / "e.db") as store:
+        rid = _run(store)
+        store.record(rid, [(s, "loss", 1.0 / s, 0.0) for s in range(1, 11)], {"step": 10})
+        for step in (5, 10):
+            store.add_samples(rid, step, np.zeros((2, 1, 4, 4), np.uint8), spec)
+            store.add_eval(rid, step, protocol=Protocol(spec, 10), figures={"fid": 1.0}, floor={}, seconds=0.1)
+            store.add_checkpoint(rid, step, tmp_path / f"step-{step}.pt", 1, "0" * 64)
+        store.truncate_after(rid, 5)
+        assert store.series(rid, "loss")[0] == [1, 2, 3, 4, 5]
+        assert store.sample_steps(rid) == [5] and [e["step"] for e in store.evals(rid)] == [5]
+        assert [c.step for c in store.checkpoints(rid)] == [5] and store.get_run(rid).step == 5
+
+
+def test_figures_are_series_per_protocol(tmp_path):
+    """A `ddpm eval` (DDIM-50) and --eval-every (the run's own spec) at one step are two
+    series, never one curve; the latest figures say which protocol they were measured under."""
+    from core.sampling_spec import Protocol, SamplingSpec
+
+    own, fifty = Protocol(SamplingSpec("ddim", 10, 1.8), 100), Protocol(SamplingSpec("ddim", 50, 0.0), 1000)
+    with Store(tmp_path / "e.db") as store:
+        rid = _run(store)
+        store.add_eval(rid, 5, protocol=own, figures={"fid": 40.0}, floor={}, seconds=1)
+        store.add_eval(rid, 10, protocol=own, figures={"fid": 30.0}, floor={}, seconds=1)
+        store.add_eval(rid, 10, protocol=fifty, figures={"fid": 20.0}, floor={}, seconds=1)
+        assert store.figure_series(rid, "fid") == {own.key: ([5, 10], [40.0, 30.0]), fifty.key: ([10], [20.0])}
+        assert store.latest_figure_for_all("fid") == {rid: (20.0, fifty.key)}
+        assert store.latest_metrics(rid)["fid"] == (10, 20.0)
+        assert store.latest_eval(rid)["protocol"] == fifty.key
