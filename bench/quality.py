@@ -27,6 +27,7 @@ from core.atomic import atomic_write_bytes  # noqa: E402
 from core.checkpoint import save_checkpoint  # noqa: E402
 from core.config import ConfigError, preset  # noqa: E402
 from core.data import DataError  # noqa: E402
+from core.sampling_spec import SamplingError, resolve_spec  # noqa: E402
 from core.train import Metrics, Trainer, TrainingError, to_numpy  # noqa: E402
 
 
@@ -109,18 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"images      {images:,}")
     print(f"images/s    {images / max(trainer.elapsed, 1e-9):.1f}")
 
+    try:
+        spec = resolve_spec(cfg, sampler=args.sampler, steps=args.steps if args.sampler == "ddim" else None, eta=args.eta)
+    except SamplingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
-    res = trainer.sample(
-        args.n, sampler=args.sampler, steps=args.steps if args.sampler == "ddim" else None, eta=args.eta, seed=12345
-    )
+    res = trainer.sample(args.n, spec, seed=12345)
     t_sample = time.perf_counter() - t0
     arr = to_numpy(res.x, cfg)
     if cfg.is_image and arr.shape[1] == 1:
         arr = arr[:, 0]
     buf = _npy_bytes(arr)
     atomic_write_bytes(args.out, buf)
-    eta = cfg.eta if args.eta is None else args.eta
-    print(f"sampling    {args.n} with {args.sampler}-{args.steps if args.sampler == 'ddim' else cfg.T} (eta {eta:g}) in {t_sample:.1f}s")
+    print(f"sampling    {args.n} with {spec.label} in {t_sample:.1f}s")
     print(f"wrote       {args.out} {arr.dtype} {tuple(arr.shape)}")
 
     if cfg.dataset in ("mnist", "fashion", "scurve"):

@@ -1,6 +1,6 @@
 """Speed figures for the engine on this machine.
 
-    python bench/speed.py [--seconds 30] [--device cpu]
+    python bench/speed.py [--seconds 30] [--device auto|cpu|cuda|cuda:N]
 
 Prints:
 
@@ -31,12 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.config import preset  # noqa: E402
 from core.data import load_mnist  # noqa: E402
 from core.diffusion import Diffusion  # noqa: E402
-from core.models import build_model, count_parameters  # noqa: E402
+from core.errors import DDPMError  # noqa: E402
+from core.models import build_model, count_parameters, place_model  # noqa: E402
 from core.models.unet import UNet  # noqa: E402
-from core.train import Trainer, generate  # noqa: E402
+from core.sampling_spec import resolve_spec  # noqa: E402
+from core.train import Trainer, generate, resolve_device  # noqa: E402
 
 
-def trainer_throughput(seconds: float, device: str) -> tuple[float, int]:
+def trainer_throughput(seconds: float, device: torch.device) -> tuple[float, int]:
     cfg = preset("quick", {"steps": 10**9, "sample_every": 0, "checkpoint_every": 0})
     tr = Trainer(cfg, device=device)
     for _ in range(3):
@@ -45,13 +47,13 @@ def trainer_throughput(seconds: float, device: str) -> tuple[float, int]:
     while time.perf_counter() - t0 < seconds:
         tr.train_step()
         n += 1
-    if tr.device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(tr.device)
     return n * cfg.batch_size / (time.perf_counter() - t0), tr.n_params
 
 
-def dataloader_throughput(model: torch.nn.Module, seconds: float, workers: int, batch: int = 128) -> float:
-    """The textbook pipeline: torchvision-style dataset of PIL images, per-image transforms."""
+def dataloader_throughput(model: torch.nn.Module, seconds: float, workers: int, device: torch.device, batch: int = 128) -> float:
+    """The textbook pipeline: torchvision-style dataset of PIL images, per-image transforms,
+    each batch copied to the device the Trainer ran on (so the ratio compares like with like)."""
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
@@ -67,14 +69,18 @@ def dataloader_throughput(model: torch.nn.Module, seconds: float, workers: int, 
         def __getitem__(self, i):
             return self.tf(Image.fromarray(x[i], mode="L"))
 
-    loader = DataLoader(Digits(), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
-    diff = Diffusion.from_schedule("cosine", 1000)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cuda = device.type == "cuda"
+    loader = DataLoader(Digits(), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True, pin_memory=cuda)
+    model = place_model(model, device)
+    diff = Diffusion.from_schedule("cosine", 1000, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=cuda or None)
     n, t0, started = 0, 0.0, False
     for i, x0 in enumerate(loader):
         if i == 3:
+            sync(device)
             t0, started = time.perf_counter(), True
-        t = torch.randint(0, 1000, (x0.shape[0],))
+        x0 = x0.to(device, non_blocking=True)
+        t = torch.randint(0, 1000, (x0.shape[0],), device=device)
         eps = torch.randn_like(x0)
         loss = diff.training_losses(model(diff.q_sample(x0, t, eps), t), x0, t, eps, objective="eps", loss="l2").mean()
         opt.zero_grad()
@@ -84,7 +90,13 @@ def dataloader_throughput(model: torch.nn.Module, seconds: float, workers: int, 
             n += 1
             if time.perf_counter() - t0 > seconds:
                 break
+    sync(device)
     return n * batch / (time.perf_counter() - t0)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def conventional_unet(target_params: int) -> UNet:
@@ -101,37 +113,41 @@ def conventional_unet(target_params: int) -> UNet:
 def main() -> None:
     ap = argparse.ArgumentParser(description="Speed figures for the engine.")
     ap.add_argument("--seconds", type=float, default=30.0, help="how long to time each training setup")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (as ddpm run takes)")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    try:
+        dev = resolve_device(args.device)
+    except DDPMError as e:
+        ap.error(str(e))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}")
 
-    ours, n_params = trainer_throughput(args.seconds, args.device)
+    ours, n_params = trainer_throughput(args.seconds, dev)
     print(f"1. quick preset, Trainer (on-device gathers, EMA):   {ours:7.1f} images/s   {n_params:,} params")
 
     torch.manual_seed(0)
     quick_net = build_model(preset("quick"))
-    dl = max(dataloader_throughput(quick_net, args.seconds, w) for w in (0, 2))
+    dl = max(dataloader_throughput(quick_net, args.seconds, w, dev) for w in (0, 2))
     print(f"2. quick network, DataLoader + per-image transforms: {dl:7.1f} images/s   (x{ours / dl:.2f} for the Trainer)")
 
     conv = conventional_unet(n_params)
-    conv_dl = dataloader_throughput(conv, args.seconds, 0)
+    conv_dl = dataloader_throughput(conv, args.seconds, 0, dev)
     print(
         f"3. full-resolution U-Net of {count_parameters(conv):,} params, DataLoader: {conv_dl:7.1f} images/s   "
         f"(x{ours / conv_dl:.2f} for quick)"
     )
 
     cfg = preset("quick")
-    dev = torch.device(args.device)
-    net = build_model(cfg).to(dev).eval()
+    net = place_model(build_model(cfg), dev).eval()
     diff = Diffusion.from_schedule(cfg.schedule, cfg.T, dev)
-    generate(net, diff, cfg, 8, device=dev, steps=5, seed=0)  # warm-up
+    generate(net, diff, cfg, 8, spec=resolve_spec(cfg, steps=5), device=dev, seed=0)  # warm-up
     t0 = time.perf_counter()
-    generate(net, diff, cfg, 64, device=dev, steps=50, seed=0)
-    print(f"4. sampling 64 digits with DDIM-50 (quick):          {time.perf_counter() - t0:7.2f} s")
+    spec = resolve_spec(cfg, steps=50)
+    generate(net, diff, cfg, 64, spec=spec, device=dev, seed=0)
+    print(f"4. sampling 64 digits with {spec.label} (quick):    {time.perf_counter() - t0:7.2f} s")
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        tr = Trainer(preset("smoke"), device=args.device, run_dir=d)
+        tr = Trainer(preset("smoke"), device=dev, run_dir=d)
         tr.run()
         tr.sample(16)
     print(f"5. smoke preset: load, train {tr.step} steps, checkpoint, sample: {time.perf_counter() - t0:7.2f} s")

@@ -64,10 +64,51 @@ class TensorDataset:
         labels = self.labels.to(device) if self.labels is not None else None
         return TensorDataset(self.data.to(device), labels)
 
+    @property
+    def nbytes(self) -> int:
+        n = self.data.numel() * self.data.element_size()
+        return n + (self.labels.numel() * self.labels.element_size() if self.labels is not None else 0)
+
     def gather(self, idx: torch.Tensor) -> torch.Tensor:
         """A float batch: images scaled to [-1, 1], points as they are."""
-        x = self.data.index_select(0, idx)
+        return self.as_batch(self.data.index_select(0, idx))
+
+    def as_batch(self, x: torch.Tensor) -> torch.Tensor:
         return to_model_range(x) if self.is_image else x
+
+
+def fits_on_device(nbytes: int, free: int) -> bool:
+    """Whether a dataset of ``nbytes`` should live on a device with ``free`` bytes free. Half
+    the free memory at most: the model, its optimizer state, activations and the sampler's
+    batches need the rest."""
+    return nbytes <= free // 2
+
+
+class HostBatches:
+    """Batches of a dataset kept in host memory (one too large for the device), gathered into
+    pinned staging buffers and copied to the device without blocking. Two buffers alternate;
+    a buffer is refilled only once the copy that read it has finished (its CUDA event), so
+    the gather of the next batch overlaps the training step of this one."""
+
+    def __init__(self, data: TensorDataset, batch: int, device: torch.device, pin: bool = True):
+        self.data, self.device = data, device
+        shape = (batch, *data.data.shape[1:])
+        cuda = device.type == "cuda"
+        self.buffers = [torch.empty(shape, dtype=data.data.dtype, pin_memory=pin and cuda) for _ in range(2)]
+        self.events = [torch.cuda.Event() if cuda else None for _ in range(2)]
+        self.turn = 0
+
+    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+        i, self.turn = self.turn, self.turn ^ 1
+        event = self.events[i]
+        if event is not None:
+            event.synchronize()  # the copy from this buffer two batches ago is done
+        buf = self.buffers[i][: len(idx)]
+        torch.index_select(self.data.data, 0, idx, out=buf)
+        x = buf.to(self.device, non_blocking=True)
+        if event is not None:
+            event.record()
+        return self.data.as_batch(x)
 
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
@@ -107,10 +148,14 @@ def check_fits(cfg: RunConfig, n: int) -> None:
 
 class BatchOrder:
     """Epoch-wise shuffling, stateless: batch k is slice [k*B, (k+1)*B) of the infinite
-    concatenation of per-epoch permutations, each seeded by (seed, epoch)."""
+    concatenation of per-epoch permutations, each seeded by (seed, epoch).
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    Each permutation is drawn on the CPU (the same order on every device) and moved to
+    ``device`` once per epoch, so a step's indices are a slice there: no copy per step."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device | str = "cpu"):
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.device = torch.device(device)
         self._cache: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
@@ -118,7 +163,7 @@ class BatchOrder:
             if len(self._cache) > 2:
                 self._cache.pop(min(self._cache))
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
-            self._cache[epoch] = torch.randperm(self.n, generator=g)
+            self._cache[epoch] = torch.randperm(self.n, generator=g).to(self.device)
         return self._cache[epoch]
 
     def indices(self, k: int) -> torch.Tensor:

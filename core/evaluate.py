@@ -231,10 +231,12 @@ class ImageEvaluator:
             kid_metric = self._kid_for(min(1000, len(x)))
             kid_metric.reset()
             kid_metric.update(feats, real=False)
-            state = torch.random.get_rng_state()
-            torch.manual_seed(seed)  # KID draws random subsets: a seed makes the figure repeatable
-            kid_mean, kid_std = (float(v) for v in kid_metric.compute())
-            torch.random.set_rng_state(state)  # and training's own random stream is left as it was
+            # KID draws its random subsets from the CPU generator: seed that one alone (not
+            # torch.manual_seed, which reseeds every GPU's generator too) and restore it, so
+            # the figure repeats and training's own random streams are left as they were.
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(seed)
+                kid_mean, kid_std = (float(v) for v in kid_metric.compute())
         scores = scores_from_probs(probs)
         figs = {"fid": fid, "kid": kid_mean, "kid_std": kid_std, "confident": scores.confident, "class_entropy": scores.class_entropy}
         return figs, scores.class_counts

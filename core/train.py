@@ -21,15 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
 
+from core import devices
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import RunConfig
-from core.data import BatchOrder, TensorDataset, check_fits, load_dataset, to_uint8
+from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
 from core.diffusion import Diffusion, sample_noise
+from core.ema import EMA
 from core.errors import DDPMError
-from core.models import build_model, count_parameters
-from core.samplers import SampleResult, sample
+from core.generate import generate, load_for_sampling, to_numpy  # noqa: F401  (the faces import them from here)
+from core.models import build_model, count_parameters, place_model
+from core.samplers import SampleResult
+from core.sampling_spec import SamplingSpec, resolve_spec
 
 
 class TrainingError(DDPMError):
@@ -52,8 +55,15 @@ class Samples:
 
     step: int
     data: np.ndarray
-    sampler: str
-    steps: int
+    spec: SamplingSpec
+
+    @property
+    def sampler(self) -> str:
+        return self.spec.sampler
+
+    @property
+    def steps(self) -> int:
+        return self.spec.steps
 
 
 @dataclass
@@ -67,13 +77,11 @@ class CheckpointSaved:
 
 @dataclass
 class Evaluated:
-    """Quality figures of ``n`` samples drawn at ``step`` (see core/evaluate.py)."""
+    """Quality figures of ``n`` samples drawn at ``step`` under ``spec`` (see core/evaluate.py)."""
 
     step: int
     n: int
-    sampler: str
-    steps: int
-    eta: float
+    spec: SamplingSpec
     seed: int
     figures: dict[str, float]
     floor: dict[str, float]
@@ -92,15 +100,10 @@ Event = Metrics | Samples | CheckpointSaved | Evaluated | Finished
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA where there is none is an error."""
-    if name in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("CUDA is not available on this machine; use --device cpu (or auto)")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise TrainingError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """The torch device a request gets here (see :func:`core.devices.resolve`, the one place
+    requests are checked); a request this host cannot honour is a one-line error."""
+    return torch.device(devices.resolve(name, devices.probe()))
 
 
 def lr_factor(step: int, progress: float, warmup: int, decay: str) -> float:
@@ -126,16 +129,20 @@ def _mix(seed: int, k: int) -> int:
     return (seed * 6364136223846793005 + k * 1442695040888963407 + 1) % (2**63)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 # ---- the trainer -----------------------------------------------------------------------
 
 
 class Trainer:
+    """One run's training state and loop. ``clock`` times the steps (tests pass a fake one);
+    ``data_placement`` is ``auto`` (the device when the dataset fits, see
+    :func:`core.data.fits_on_device`), ``device`` or ``host``."""
+
     def __init__(
         self,
         cfg: RunConfig,
@@ -146,6 +153,8 @@ class Trainer:
         should_stop: Callable[[], bool] | None = None,
         time_budget_s: float | None = None,
         dataset: TensorDataset | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        data_placement: str = "auto",
     ):
         self.cfg = cfg.validate()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -153,34 +162,59 @@ class Trainer:
         self.on_event = on_event or (lambda e: None)
         self.should_stop = should_stop
         self.time_budget_s = time_budget_s
+        self.clock = clock
 
         data = dataset if dataset is not None else load_dataset(cfg)
         check_fits(cfg, len(data))
-        self.data = data.to(self.device)
         self.micro_batch = cfg.batch_size // cfg.grad_accum
-        self.order = BatchOrder(len(self.data), self.micro_batch, cfg.seed)
+        self.data_placement = self._placement(data, data_placement)
+        if self.data_placement == "device":
+            self.data = data.to(self.device)
+            self.host_batches = None
+        else:
+            self.data = data
+            self.host_batches = HostBatches(data, self.micro_batch, self.device)
+        order_device = self.device if self.data_placement == "device" else torch.device("cpu")
+        self.order = BatchOrder(len(self.data), self.micro_batch, cfg.seed, order_device)
 
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg).to(self.device)
+        # Seed the generators this run uses and no others (torch.manual_seed would reseed
+        # every GPU's too): the CPU's draws the initial weights, the run's GPU's its dropout.
+        torch.random.default_generator.manual_seed(cfg.seed)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):
+                torch.cuda.manual_seed(cfg.seed)
+        self.model = place_model(build_model(cfg), self.device)
         self.n_params = count_parameters(self.model)
-        self._ema_now = cfg.ema_decay
-        self.ema = AveragedModel(self.model, multi_avg_fn=lambda e, p, n: torch._foreach_lerp_(e, p, 1.0 - self._ema_now))
-        self.ema.module.eval()
-        self.ema.requires_grad_(False)
+        self.ema = EMA(self.model)
+        self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        fused = self.device.type == "cuda"
-        self.opt = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+        self.fused = self.device.type == "cuda" or None  # fused kernels on CUDA; the default elsewhere
+        self.opt = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=self.fused)
         self.diffusion = Diffusion.from_schedule(cfg.schedule, cfg.T, self.device)
         self._gen = torch.Generator(device=self.device)
         self.step = 0
+        self.lr = cfg.lr
         self.elapsed = 0.0  # seconds spent in training steps, across resumes
+
+    def _placement(self, data: TensorDataset, asked: str) -> str:
+        if asked in ("device", "host"):
+            return asked
+        if self.device.type != "cuda":
+            return "device"
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return "device" if fits_on_device(data.nbytes, free) else "host"
+
+    @property
+    def precision(self) -> str:
+        """``bf16`` (autocast) or ``fp32``: what the run's env records."""
+        return "bf16" if self.autocast_dtype == torch.bfloat16 else "fp32"
 
     # ---- state -------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":  # only a run on CUDA touches CUDA's generators
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "config": self.cfg.to_dict(),
             "step": self.step,
@@ -197,7 +231,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
-            self.opt.load_state_dict(state["optimizer"])
+            self.opt.load_state_dict(self._for_this_device(state["optimizer"]))
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, RuntimeError, ValueError) as e:
@@ -205,8 +239,21 @@ class Trainer:
         rng = state.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        cuda_state = rng.get("cuda")
+        if cuda_state is not None and self.device.type == "cuda":
+            if isinstance(cuda_state, (list, tuple)):  # older checkpoints saved every GPU's state
+                index = self.device.index or 0
+                cuda_state = cuda_state[index] if index < len(cuda_state) else None
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, self.device)
+
+    def _for_this_device(self, opt_state: dict) -> dict:
+        """The saved optimizer state with its kernels chosen for this device. The saved
+        param groups carry ``fused`` (True from a CUDA run, None from a CPU run), and
+        ``load_state_dict`` would keep it: a CPU run resumed on a GPU would stay unfused, and
+        places each ``step`` counter by that flag (on the device when fused)."""
+        groups = [{**g, "fused": self.fused, "foreach": None} for g in opt_state["param_groups"]]
+        return {**opt_state, "param_groups": groups}
 
     @classmethod
     def resume(cls, path: Path | str, *, steps: int | None = None, **kwargs) -> Trainer:
@@ -253,19 +300,29 @@ class Trainer:
             p = max(p, self.elapsed / self.time_budget_s)
         return p
 
+    def batch(self, k: int) -> torch.Tensor:
+        """Micro-batch k of the run: an index gather on the device, or a staged copy from
+        the host when the dataset does not fit there."""
+        idx = self.order.indices(k)
+        if self.host_batches is not None:
+            return self.host_batches.gather(idx)
+        return self.data.gather(idx)
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step. Returns the loss and gradient norm as device tensors: nothing
+        here waits for the device (the loop reads them once per log window)."""
         cfg, dev = self.cfg, self.device
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
         for m in range(cfg.grad_accum):
             k = self.step * cfg.grad_accum + m
-            x0 = self.data.gather(self.order.indices(k).to(dev, non_blocking=True))
+            x0 = self.batch(k)
             self._gen.manual_seed(_mix(cfg.seed, k))
             t = torch.randint(0, cfg.T, (x0.shape[0],), generator=self._gen, device=dev)
             eps = sample_noise(x0.shape, generator=self._gen, device=dev, offset_noise=cfg.offset_noise)
             xt = self.diffusion.q_sample(x0, t, eps)
-            with _autocast(dev, cfg.amp):
+            with _autocast(dev, self.autocast_dtype):
                 out = self.model(xt, t)
             losses = self.diffusion.training_losses(
                 out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
@@ -281,8 +338,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.step()
-        self._ema_now = ema_decay_at(self.step, cfg.ema_decay)
-        self.ema.update_parameters(self.model)
+        self.ema.update(self.model, ema_decay_at(self.step, cfg.ema_decay))
         self.step += 1
         self.lr = lr
         return total, gnorm
@@ -303,15 +359,15 @@ class Trainer:
             if self.time_budget_s is not None and self.elapsed >= self.time_budget_s:
                 reason = "budget"
                 break
-            t0 = time.perf_counter()
+            t0 = self.clock()
             loss, gn = self.train_step()
             win_loss += loss
             win_gn += gn
             win_steps += 1
             log_now = self.step % cfg.log_every == 0 or self.step == cfg.steps
             if log_now and self.device.type == "cuda":
-                torch.cuda.synchronize()  # so the window's time includes its queued kernels
-            dt = time.perf_counter() - t0
+                torch.cuda.synchronize(self.device)  # so the window's time includes its queued kernels
+            dt = self.clock() - t0
             win_time += dt
             self.elapsed += dt
             if log_now:
@@ -356,133 +412,40 @@ class Trainer:
     def sample(
         self,
         n: int,
+        spec: SamplingSpec | None = None,
         *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        eta: float | None = None,
         seed: int | None = None,
         trajectory_frames: int = 0,
         use_ema: bool = True,
     ) -> SampleResult:
+        """``n`` samples under ``spec`` (default: the run's own, see resolve_spec)."""
         cfg = self.cfg
         net = self.ema.module if use_ema else self.model
         return generate(
-            net,
-            self.diffusion,
-            cfg,
-            n,
-            device=self.device,
-            sampler=sampler or cfg.sampler,
-            steps=steps if steps is not None else (cfg.sample_steps if (sampler or cfg.sampler) == "ddim" else None),
-            eta=eta,
-            seed=cfg.seed + 1 if seed is None else seed,
-            trajectory_frames=trajectory_frames,
-        )
+            net, self.diffusion, cfg, n, spec=spec or resolve_spec(cfg), device=self.device,
+            seed=cfg.seed + 1 if seed is None else seed, trajectory_frames=trajectory_frames,
+        )  # fmt: skip
 
     def emit_samples(self) -> Samples:
-        res = self.sample(self.cfg.sample_n)
-        steps = self.cfg.sample_steps if self.cfg.sampler == "ddim" else self.cfg.T
-        event = Samples(self.step, to_numpy(res.x, self.cfg), self.cfg.sampler, steps)
+        spec = resolve_spec(self.cfg)
+        res = self.sample(self.cfg.sample_n, spec)
+        event = Samples(self.step, to_numpy(res.x, self.cfg), spec)
         self.on_event(event)
         return event
 
-    def evaluate(
-        self,
-        n: int | None = None,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        eta: float | None = None,
-        seed: int = 0,
-    ) -> Evaluated:
-        """Sample ``n`` (default ``eval_n``) with the EMA weights and judge them, floor
-        included. The same seed at every step, so figures differ only by the model."""
+    def evaluate(self, n: int | None = None, spec: SamplingSpec | None = None, *, seed: int = 0) -> Evaluated:
+        """Sample ``n`` (default ``eval_n``) with the EMA weights under ``spec`` (default the
+        run's own) and judge them, floor included. The same seed at every step, so figures
+        differ only by the model."""
         from core.evaluate import check_memory, evaluate
 
         cfg = self.cfg
         n = n or cfg.eval_n
-        sampler = sampler or cfg.sampler
-        steps = (steps or cfg.sample_steps) if sampler == "ddim" else cfg.T
-        eta = cfg.eta if eta is None else eta
+        spec = spec or resolve_spec(cfg)
         check_memory(n, cfg.sample_shape)
         t0 = time.perf_counter()
-        res = self.sample(n, sampler=sampler, steps=steps if sampler == "ddim" else None, eta=eta, seed=seed)
+        res = self.sample(n, spec, seed=seed)
         ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed)
-        event = Evaluated(self.step, n, sampler, steps, eta, seed, ev.figures, ev.floor, time.perf_counter() - t0)
+        event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0)
         self.on_event(event)
         return event
-
-
-def generate(
-    net: torch.nn.Module,
-    diffusion: Diffusion,
-    cfg: RunConfig,
-    n: int,
-    *,
-    device: torch.device,
-    sampler: str = "ddim",
-    steps: int | None = 50,
-    eta: float | None = None,
-    seed: int = 0,
-    trajectory_frames: int = 0,
-    batch: int = 256,
-) -> SampleResult:
-    """Sample ``n`` examples in batches (bounded memory), reproducibly for a seed. ``eta``
-    defaults to the run's own, so every face samples a run the way it was tuned to be."""
-    eta = cfg.eta if eta is None else eta
-    was_training = net.training
-    net.eval()
-
-    def model_fn(x, t):
-        with _autocast(device, cfg.amp):
-            return net(x, t)
-
-    parts: list[SampleResult] = []
-    try:
-        for i, start in enumerate(range(0, n, batch)):
-            m = min(batch, n - start)
-            parts.append(
-                sample(
-                    model_fn,
-                    diffusion,
-                    (m, *cfg.sample_shape),
-                    sampler=sampler,
-                    steps=steps,
-                    eta=eta,
-                    objective=cfg.objective,
-                    seed=seed + i,
-                    device=device,
-                    clip_x0=cfg.clip_x0,
-                    trajectory_frames=trajectory_frames if i == 0 else 0,
-                )
-            )
-    finally:
-        net.train(was_training)
-    first = parts[0]
-    first.x = torch.cat([p.x for p in parts]).cpu() if len(parts) > 1 else first.x.cpu()
-    return first
-
-
-def to_numpy(x: torch.Tensor, cfg: RunConfig) -> np.ndarray:
-    """Samples as the store keeps them: uint8 images or float32 points."""
-    if cfg.is_image:
-        return to_uint8(x.cpu()).numpy()
-    return x.float().cpu().numpy()
-
-
-def load_for_sampling(path: Path | str, device: str | torch.device = "cpu", use_ema: bool = True):
-    """(network, diffusion, config, step) from a checkpoint, ready to sample."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    state = load_checkpoint(path)
-    try:
-        cfg = RunConfig.from_dict(state["config"])
-        net = build_model(cfg)
-        if use_ema:
-            ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-            net.load_state_dict(ema)
-        else:
-            net.load_state_dict(state["model"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} does not hold a usable model: {str(e).splitlines()[0][:200]}") from None
-    net.to(dev).eval()
-    return net, Diffusion.from_schedule(cfg.schedule, cfg.T, dev), cfg, int(state["step"])

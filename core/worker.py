@@ -58,12 +58,14 @@ class Recorder:
                 self.flush()
         elif isinstance(event, Samples):
             self.flush()
-            self.store.add_samples(self.run_id, event.step, event.data, event.sampler, event.steps)
+            self.store.add_samples(self.run_id, event.step, event.data, event.spec)
         elif isinstance(event, Evaluated):
+            from core.sampling_spec import Protocol
+
             self.flush()
             self.store.add_eval(
-                self.run_id, event.step, n=event.n, sampler=event.sampler, steps=event.steps, eta=event.eta,
-                seed=event.seed, figures=event.figures, floor=event.floor, seconds=event.seconds,
+                self.run_id, event.step, protocol=Protocol(event.spec, event.n, event.seed),
+                figures=event.figures, floor=event.floor, seconds=event.seconds,
             )  # fmt: skip
         elif isinstance(event, CheckpointSaved):
             self.flush()  # every metric up to the checkpoint's step is on disk before it counts
@@ -146,9 +148,13 @@ def _one_line(e: BaseException) -> str:
 
 
 def _resume_point(store: Store, run: Run):
-    """The newest recorded checkpoint that loads, or None to start from step 0. Checkpoint
-    files that are not recorded (a kill between the write and the record) are ignored: the
-    metrics up to them may not have been written."""
+    """The newest recorded checkpoint that loads, or None to start from step 0.
+
+    A recorded checkpoint that does not load (a damaged file, one deleted by hand) is
+    forgotten, row and file together, so that no later `ddpm sample` or `ddpm eval` picks
+    it. Checkpoint files that are not recorded (a kill between the write and the record) are
+    never used: the metrics up to them may not have been written.
+    """
     from core.checkpoint import CheckpointError, load_checkpoint
 
     for ck in reversed(store.checkpoints(run.id)):
@@ -156,6 +162,8 @@ def _resume_point(store: Store, run: Run):
             return load_checkpoint(ck.path)
         except CheckpointError as e:
             print(f"skipping checkpoint at step {ck.step}: {e}", file=sys.stderr, flush=True)
+            store.forget_checkpoint(run.id, ck.step)
+            Path(ck.path).unlink(missing_ok=True)
     return None
 
 
@@ -173,8 +181,9 @@ def train_run(
 
     Errors in the run itself end it ``failed`` (the message is in the row) and are re-raised.
     """
+    from core import devices
     from core.config import RunConfig
-    from core.train import Trainer, resolve_device
+    from core.train import Trainer
 
     store = Store(db_path, create=False)
     run = store.get_run(run_ref)
@@ -183,9 +192,11 @@ def train_run(
     heartbeat: Heartbeat | None = None
     claimed = False
     try:
-        run = store.claim(run.id, device=device or run.device_request)
+        request = device or run.device_request
+        run = store.claim(run.id, device=request)
         claimed = True
-        dev = resolve_device(device or run.device_request)
+        accelerators = devices.probe()
+        dev = devices.resolve(request, accelerators)
         heartbeat = Heartbeat(store.path, run.id)
         heartbeat.start()
 
@@ -194,23 +205,26 @@ def train_run(
             if on_event is not None:
                 on_event(ev)
 
-        share = CpuShare(store) if dev.type == "cpu" else None
+        share = CpuShare(store) if dev == "cpu" else None
 
         def should_stop() -> bool:  # called by the trainer before every step
             if share is not None:
                 share()
             return stop.is_set() or store.stop_requested(run.id)
 
+        import torch
+
         cfg = RunConfig.from_dict(run.config)
-        kwargs = dict(device=dev, run_dir=store.run_dir(run.id), on_event=events, should_stop=should_stop)
+        kwargs = dict(device=torch.device(dev), run_dir=store.run_dir(run.id), on_event=events, should_stop=should_stop)
         state = _resume_point(store, run)
         trainer = Trainer(cfg, **kwargs)
         if state is not None:
             trainer.load_state(state)
             del state
         store.truncate_after(run.id, trainer.step)
-        clean_run_dir(store.run_dir(run.id), trainer.step)
-        store.set_progress(run.id, n_params=trainer.n_params, device=str(trainer.device))
+        clean_run_dir(store.run_dir(run.id), [ck.path for ck in store.checkpoints(run.id)])
+        env = devices.environment(dev, accelerators, precision=trainer.precision, data=trainer.data_placement)
+        store.set_progress(run.id, n_params=trainer.n_params, device=env["device"], env=env)
         if on_start is not None:
             on_start(store.get_run(run.id), trainer)
         reason = trainer.run()
@@ -237,10 +251,12 @@ def train_run(
         store.close()
 
 
-def clean_run_dir(folder: Path, step: int) -> list[Path]:
-    """Remove what a killed worker left in its run folder: half-written temp files of dead
-    processes, and checkpoint files past the step training resumes from (written but never
-    recorded, so the metrics that led to them may be lost). Returns what was removed."""
+def clean_run_dir(folder: Path, recorded: list[Path | str]) -> list[Path]:
+    """Make a run folder agree with its recorded checkpoints, after a kill: remove half-written
+    temp files of dead processes, and every checkpoint file that is not recorded (written but
+    never recorded, so the metrics that led to it may be lost; or past the step training
+    resumes from; or left by a kill between forgetting an old checkpoint and deleting it).
+    Returns what was removed."""
     from core.store import pid_alive
 
     removed = []
@@ -251,9 +267,9 @@ def clean_run_dir(folder: Path, step: int) -> list[Path]:
         if not pid.isdigit() or not pid_alive(int(pid)):
             p.unlink(missing_ok=True)
             removed.append(p)
+    keep = {Path(p).resolve() for p in recorded}
     for p in folder.glob("step-*.pt"):
-        digits = p.stem.removeprefix("step-")
-        if digits.isdigit() and int(digits) > step:
+        if p.resolve() not in keep:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
@@ -306,9 +322,17 @@ def reap() -> None:
             _children.remove(p)
 
 
-def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None] | None = None) -> None:
-    """SIGTERM and SIGHUP (and SIGINT) ask for a clean stop: checkpoint, then ``stopped``.
-    A second SIGINT interrupts at once."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None] | None = None) -> dict:
+    """The one signal set-up of a training process, detached worker or foreground `ddpm run`.
+
+    SIGTERM and SIGHUP (and SIGINT) ask for a clean stop: checkpoint, then ``stopped``; a
+    second SIGINT interrupts at once. A write past a file size limit (ulimit -f) fails with
+    an error the run reports as ``failed``, instead of SIGXFSZ killing the process and
+    leaving a ``crashed`` run. Returns the previous handlers, for :func:`restore_signals`.
+    """
 
     def handler(signum, frame):
         if signum == signal.SIGINT and stop.is_set():
@@ -317,11 +341,14 @@ def install_stop_signals(stop: threading.Event, on_signal: Callable[[int], None]
         if on_signal is not None:
             on_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, handler)
-    # A write past a file size limit (ulimit -f) fails with an error the run reports as
-    # `failed`, instead of SIGXFSZ killing the process and leaving a `crashed` run.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
 
 
 def main(argv: list[str] | None = None) -> int:

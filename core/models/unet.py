@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -77,11 +78,11 @@ class Attention(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))
+        h, w = x.shape[-2:]
+        qkv = self.qkv(self.norm(x))
+        q, k, v = rearrange(qkv, "b (three heads d) h w -> three b heads (h w) d", three=3, heads=self.heads)
         out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
+        out = rearrange(out, "b heads (h w) d -> b (heads d) h w", h=h, w=w)
         return x + self.proj(out)
 
 
@@ -177,5 +178,7 @@ class UNet(nn.Module):
                 h = layer(h)
         h = self.out(F.silu(self.out_norm(h)))
         if self.patch > 1:
+            # pixel_shuffle is einops' "b (c p1 p2) h w -> b c (h p1) (w p2)" as one named
+            # op that every backend has a fast kernel for; its inverse folds the patches in.
             h = F.pixel_shuffle(h, self.patch)
         return h

@@ -133,3 +133,25 @@ def test_batch_larger_than_dataset_is_rejected():
     check_fits(cfg, 64)
     with pytest.raises(ConfigError, match="larger than the dataset"):
         check_fits(cfg, 10)
+
+
+def test_a_dataset_lives_on_the_device_only_when_half_the_free_memory_holds_it():
+    from core.data import fits_on_device
+
+    mnist = 47_040_000 + 480_000
+    assert fits_on_device(mnist, free=8 << 30)
+    assert not fits_on_device(8 << 30, free=12 << 30)  # 10,000 RGB 512x512 images on a 12 GB card
+    assert fits_on_device(6 << 30, free=12 << 30) and not fits_on_device((6 << 30) + 1, free=12 << 30)
+
+
+def test_host_batches_gather_what_the_device_copy_would():
+    """A dataset kept on the host: batches staged through two alternating buffers read the
+    same images as an index gather on a device copy, batch after batch."""
+    from core.data import HostBatches, TensorDataset
+
+    ds = TensorDataset(torch.randint(0, 256, (100, 1, 4, 4), dtype=torch.uint8))
+    staged = HostBatches(ds, batch=8, device=torch.device("cpu"))
+    order = BatchOrder(100, 8, seed=3)
+    batches = [staged.gather(order.indices(k)) for k in range(30)]
+    assert all(torch.equal(b, ds.gather(order.indices(k))) for k, b in enumerate(batches))
+    assert not batches[0].data_ptr() == batches[1].data_ptr()  # the next gather did not overwrite the last batch

@@ -104,7 +104,7 @@ def test_evaluation_during_training_leaves_the_weights_untouched():
     judged = Trainer(preset("smoke", {**cfg, "eval_every": 3}), device="cpu", dataset=data, on_event=events.append)
     judged.run()
     evals = [e for e in events if isinstance(e, Evaluated)]
-    assert [e.step for e in evals] == [3, 6] and all(e.n == 20 and e.steps == 3 for e in evals)
+    assert [e.step for e in evals] == [3, 6] and all(e.n == 20 and e.spec.steps == 3 for e in evals)
     assert set(evals[0].figures) >= {"fid", "confident"} and evals[0].floor
     sa, sb = plain.model.state_dict(), judged.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -54,20 +54,6 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
                    "leftover_temp_files": []}  # fmt: skip
 
 
-def test_resume_removes_debris_of_a_killed_write(tmp_path):
-    from core.worker import clean_run_dir
-
-    folder = tmp_path / "7"
-    folder.mkdir()
-    (folder / "step-00000006.pt").write_bytes(b"recorded")
-    (folder / "step-00000009.pt").write_bytes(b"written, never recorded")
-    (folder / ".step-00000012.pt.tmp-999999999").write_bytes(b"half")  # no such pid
-    (folder / f".step-00000012.pt.tmp-{os.getpid()}").write_bytes(b"a live writer's")
-    removed = clean_run_dir(folder, step=6)
-    assert sorted(p.name for p in removed) == [".step-00000012.pt.tmp-999999999", "step-00000009.pt"]
-    assert sorted(p.name for p in folder.iterdir()) == [f".step-00000012.pt.tmp-{os.getpid()}", "step-00000006.pt"]
-
-
 FULL_DISK = textwrap.dedent(
     """
     import resource, sys

@@ -1,0 +1,94 @@
+"""Drawing samples from a trained network: in batches, in fp32, onto the host.
+
+Every face that samples a run goes through :func:`generate` with a resolved
+:class:`~core.sampling_spec.SamplingSpec`, so a grid in the dashboard, ``ddpm sample``, an
+evaluation and the trainer's own grids are drawn the same way.
+
+- Batches are bounded (``batch``) and each finished batch moves to the host at once, so
+  ``--n 10000`` never holds more than one batch of samples on the device.
+- Sampling runs in fp32 even for a run that trained under bf16 autocast: bf16 keeps about
+  three significant digits at the network's output, which shifts quality figures between a
+  GPU and a CPU; fp32 makes them comparable.
+- Sample i of a draw depends only on (seed, i) (see :class:`~core.samplers.SampleNoise`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import RunConfig
+from core.data import to_uint8
+from core.diffusion import Diffusion
+from core.ema import ema_weights
+from core.models import build_model, place_model
+from core.samplers import SampleResult, sample
+from core.sampling_spec import SamplingSpec
+
+
+def generate(
+    net: torch.nn.Module,
+    diffusion: Diffusion,
+    cfg: RunConfig,
+    n: int,
+    *,
+    spec: SamplingSpec,
+    device: torch.device,
+    seed: int = 0,
+    trajectory_frames: int = 0,
+    batch: int = 256,
+) -> SampleResult:
+    """``n`` samples under ``spec``, reproducibly for ``seed``; the result is on the CPU. The
+    trajectory (when asked for) is that of the first batch."""
+    was_training = net.training
+    net.eval()
+    parts: list[torch.Tensor] = []
+    first: SampleResult | None = None
+    try:
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            res = sample(
+                net,
+                diffusion,
+                (m, *cfg.sample_shape),
+                sampler=spec.sampler,
+                steps=spec.steps,
+                eta=spec.eta,
+                objective=cfg.objective,
+                seed=seed,
+                start=start,
+                device=device,
+                clip_x0=cfg.clip_x0,
+                trajectory_frames=trajectory_frames if start == 0 else 0,
+            )
+            parts.append(res.x.float().cpu())
+            if first is None:
+                first = res
+    finally:
+        net.train(was_training)
+    assert first is not None, "n must be at least 1"
+    first.x = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return first
+
+
+def to_numpy(x: torch.Tensor, cfg: RunConfig) -> np.ndarray:
+    """Samples as the store keeps them: uint8 images or float32 points."""
+    if cfg.is_image:
+        return to_uint8(x.cpu()).numpy()
+    return x.float().cpu().numpy()
+
+
+def load_for_sampling(path: Path | str, device: torch.device, use_ema: bool = True):
+    """(network, diffusion, config, step) from a checkpoint, on ``device``, ready to sample."""
+    state = load_checkpoint(path)
+    try:
+        cfg = RunConfig.from_dict(state["config"])
+        net = build_model(cfg)
+        net.load_state_dict(ema_weights(state["ema"]) if use_ema else state["model"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} does not hold a usable model: {str(e).splitlines()[0][:200]}") from None
+    net = place_model(net, device).eval()
+    return net, Diffusion.from_schedule(cfg.schedule, cfg.T, device), cfg, int(state["step"])
