@@ -135,6 +135,53 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def apply_update(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, ema: EMA, *, lr: float, grad_clip: float, ema_decay: float
+) -> torch.Tensor:
+    """The second half of a training step, after the gradients: clip, set the learning rate,
+    step the optimizer, move the EMA. Every number in it is a Python float or a device
+    tensor, so nothing here waits for the device (tests run it under a host-sync tripwire);
+    returns the gradient norm as a device tensor."""
+    params = [p for p in model.parameters()]
+    if grad_clip > 0:
+        gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    else:
+        gnorm = torch.zeros((), device=params[0].device)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.step()
+    ema.update(model, ema_decay)
+    return gnorm
+
+
+IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable")
+
+
+def optimizer_state_for(opt: torch.optim.Optimizer, saved: dict) -> dict:
+    """A saved optimizer state made ready to load into ``opt`` on its own device.
+
+    ``load_state_dict`` keeps only the params of the new optimizer's groups and takes every
+    other key from the saved ones, ``fused`` included: a CPU run resumed on a GPU would stay
+    unfused, a GPU run resumed on the CPU would ask for fused kernels. And it places each
+    ``step`` counter by the saved flags: on the parameter's device when fused or capturable,
+    else where it was. So the saved groups get this optimizer's flags, and for an unfused
+    optimizer every ``step`` goes to the CPU as float32 (a ``step`` on the device would cost
+    a host sync per parameter per step); a fused one gets them moved by ``load_state_dict``.
+    """
+    groups = [
+        {**g, **{k: own[k] for k in IMPLEMENTATION_KEYS if k in own}} for own, g in zip(opt.param_groups, saved["param_groups"])
+    ]
+    state = {k: dict(v) for k, v in saved["state"].items()}
+    for own, group in zip(opt.param_groups, groups):
+        if own.get("fused") or own.get("capturable"):
+            continue
+        for pid in group["params"]:
+            st = state.get(pid)
+            if st is not None and torch.is_tensor(st.get("step")):
+                st["step"] = st["step"].to("cpu", torch.float32)
+    return {**saved, "param_groups": groups, "state": state}
+
+
 # ---- the trainer -----------------------------------------------------------------------
 
 
@@ -188,13 +235,19 @@ class Trainer:
         self.ema = EMA(self.model)
         self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.fused = self.device.type == "cuda" or None  # fused kernels on CUDA; the default elsewhere
+        self.fused = self._fused_for(self.device)
         self.opt = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=self.fused)
         self.diffusion = Diffusion.from_schedule(cfg.schedule, cfg.T, self.device)
         self._gen = torch.Generator(device=self.device)
         self.step = 0
         self.lr = cfg.lr
         self.elapsed = 0.0  # seconds spent in training steps, across resumes
+
+    @staticmethod
+    def _fused_for(device: torch.device) -> bool | None:
+        """Fused optimizer kernels on CUDA (one launch for every parameter); torch's default
+        elsewhere."""
+        return True if device.type == "cuda" else None
 
     def _placement(self, data: TensorDataset, asked: str) -> str:
         if asked in ("device", "host"):
@@ -231,7 +284,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
-            self.opt.load_state_dict(self._for_this_device(state["optimizer"]))
+            self.opt.load_state_dict(optimizer_state_for(self.opt, state["optimizer"]))
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, RuntimeError, ValueError) as e:
@@ -246,14 +299,6 @@ class Trainer:
                 cuda_state = cuda_state[index] if index < len(cuda_state) else None
             if cuda_state is not None:
                 torch.cuda.set_rng_state(cuda_state, self.device)
-
-    def _for_this_device(self, opt_state: dict) -> dict:
-        """The saved optimizer state with its kernels chosen for this device. The saved
-        param groups carry ``fused`` (True from a CUDA run, None from a CPU run), and
-        ``load_state_dict`` would keep it: a CPU run resumed on a GPU would stay unfused, and
-        places each ``step`` counter by that flag (on the device when fused)."""
-        groups = [{**g, "fused": self.fused, "foreach": None} for g in opt_state["param_groups"]]
-        return {**opt_state, "param_groups": groups}
 
     @classmethod
     def resume(cls, path: Path | str, *, steps: int | None = None, **kwargs) -> Trainer:
@@ -330,15 +375,10 @@ class Trainer:
             loss = losses.mean() / cfg.grad_accum
             loss.backward()
             total += loss.detach()
-        if cfg.grad_clip > 0:
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        else:
-            gnorm = torch.zeros((), device=dev)
         lr = cfg.lr * lr_factor(self.step, self.progress(), cfg.warmup, cfg.lr_decay)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.opt.step()
-        self.ema.update(self.model, ema_decay_at(self.step, cfg.ema_decay))
+        gnorm = apply_update(
+            self.model, self.opt, self.ema, lr=lr, grad_clip=cfg.grad_clip, ema_decay=ema_decay_at(self.step, cfg.ema_decay)
+        )
         self.step += 1
         self.lr = lr
         return total, gnorm
