@@ -149,6 +149,13 @@ class Run:
         return str(self.config.get("dataset", "mnist"))
 
     @property
+    def has_worker(self) -> bool:
+        """A worker process is alive for it: it is running, or it is queued with a pid, which
+        is a spawned worker that has not claimed it yet (and will). Such a run keeps training
+        whatever this process does, and must be stopped before it is deleted."""
+        return self.status == "running" or (self.status == "queued" and bool(self.pid))
+
+    @property
     def eta_s(self) -> float | None:
         """Seconds left at the measured pace, when there is one."""
         if self.status != "running" or self.step <= 0 or self.elapsed_s <= 0:
@@ -663,7 +670,7 @@ class Store:
     def delete_run(self, ref: int | str) -> Run:
         """Delete a run's rows and its checkpoint folder. A live run must be stopped first."""
         run = self.get_run(ref)
-        if run.status in ("running",) or (run.status == "queued" and run.pid):
+        if run.has_worker:
             raise StoreError(f"run {run.id} ({run.name}) is {run.status}; `ddpm stop {run.id}` it before deleting it")
         with self.write() as c:
             for table in ("metrics", "samples", "checkpoints", "evals"):

@@ -242,7 +242,7 @@ class DdpmApp(App[None]):
         return proc is not None
 
     def delete_run(self, run: Run, then: Callable[[], None] | None = None) -> None:
-        if run.status == "running" or (run.status == "queued" and run.pid):
+        if run.has_worker:
             self.notify(f"run {run.id} ({run.name}) is {run.status}; stop it (x) before deleting it", severity="warning")
             return
         from ddpm_tui.screens.confirm import ConfirmScreen
@@ -296,7 +296,7 @@ class DdpmApp(App[None]):
 
 def training_elsewhere(store: Store) -> list[Run]:
     """Runs whose workers are alive (they keep training after the dashboard closes)."""
-    return [r for r in store.list_runs() if r.status == "running" or (r.status == "queued" and r.pid)]
+    return [r for r in store.list_runs() if r.has_worker]
 
 
 def open_store(db_path: Path) -> Store:

@@ -3,7 +3,9 @@
 import threading
 from pathlib import Path
 
-from core.store import SCHEMA_VERSION, Store
+import pytest
+
+from core.store import SCHEMA_VERSION, Run, Store
 
 
 def _open_together(db: Path, n: int) -> list[Exception]:
@@ -35,3 +37,26 @@ def test_many_openers_of_a_new_file_all_get_one_schema(tmp_path):
             meta = {r["key"]: r["value"] for r in store.db["meta"].rows}
             assert meta["schema_version"] == str(SCHEMA_VERSION)
             assert "runs" in store.db.table_names()
+
+
+# ---- what the faces ask of the store -------------------------------------------------------
+
+
+def _run(status: str, pid: int | None = None) -> Run:
+    return Run(id=1, name="r", preset="smoke", status=status, config={}, device="cpu", total_steps=10, pid=pid)
+
+
+@pytest.mark.parametrize(
+    ("status", "pid", "expected"),
+    [
+        ("running", 123, True),
+        ("queued", 123, True),  # spawned, not yet claimed: its worker is on its way
+        ("queued", None, False),  # nobody has been started for it
+        ("crashed", 123, False),  # its worker is gone
+        ("completed", 123, False),
+        ("stopped", None, False),
+        ("failed", 123, False),
+    ],
+)
+def test_has_worker_is_running_or_queued_with_a_pid(status, pid, expected):
+    assert _run(status, pid).has_worker is expected
