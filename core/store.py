@@ -156,7 +156,7 @@ class Run:
         return self.status == "running" or (self.status == "queued" and bool(self.pid))
 
     @property
-    def eta_s(self) -> float | None:
+    def seconds_left(self) -> float | None:
         """Seconds left at the measured pace, when there is one."""
         if self.status != "running" or self.step <= 0 or self.elapsed_s <= 0:
             return None

@@ -562,7 +562,7 @@ def _show_header(console: Console, store: Store, run: Run) -> None:
     st = STATUS_STYLE.get(run.status, "")
     console.print(f"[bold]run {run.id}[/]  {run.name}  [{st}]{run.status}[/]  {run.preset} preset", highlight=False)
     rows = [
-        ("progress", progress(run.step, run.total_steps) + (f", ETA {duration(run.eta_s)}" if run.eta_s is not None else "")),
+        ("progress", progress(run.step, run.total_steps) + (f", ETA {duration(run.seconds_left)}" if run.seconds_left is not None else "")),
         *run_facts(run),
     ]
     if run.error:
