@@ -871,6 +871,10 @@ class Store:
         rows = self._rows("SELECT * FROM checkpoints WHERE run = ? ORDER BY step", (self._id(ref),))
         return [CheckpointRecord(**{**r, "path": str(self._abs(r["path"]))}) for r in rows]
 
+    def runs_with_checkpoints(self) -> set[int]:
+        """Ids of the runs with at least one checkpoint: the runs that can be sampled."""
+        return {run for (run,) in self.conn.execute("SELECT DISTINCT run FROM checkpoints")}
+
     def checkpoint_at(self, ref: int | str, step: int | None = None) -> CheckpointRecord:
         """The checkpoint at ``step`` (the latest when None), with a clear error if none."""
         run = self.get_run(ref)

@@ -60,3 +60,13 @@ def _run(status: str, pid: int | None = None) -> Run:
 )
 def test_has_worker_is_running_or_queued_with_a_pid(status, pid, expected):
     assert _run(status, pid).has_worker is expected
+
+
+def test_runs_with_checkpoints_names_only_runs_that_have_one(tmp_path):
+    with Store(tmp_path / "e.db") as store:
+        assert store.runs_with_checkpoints() == set()
+        ids = [store.create_run({"steps": 10}, preset="smoke").id for _ in range(3)]
+        for step in (3, 6):
+            store.add_checkpoint(ids[0], step, tmp_path / f"a-{step}.pt", 10, "0" * 64)
+        store.add_checkpoint(ids[2], 3, tmp_path / "c-3.pt", 10, "0" * 64)
+        assert store.runs_with_checkpoints() == {ids[0], ids[2]}
