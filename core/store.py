@@ -62,6 +62,22 @@ def default_db_path() -> Path:
     return Path(os.environ.get("DDPM_DB") or DEFAULT_DB)
 
 
+def open_store(path: Path | str | None = None, *, write: bool = False, create: bool = False) -> Store:
+    """The store at ``path`` (default: :func:`default_db_path`) as a face opens it.
+
+    ``write=True``: the caller is about to write, so the file must be writable (or the error
+    says why). Otherwise writable when the file and its folder may be written, else read-only:
+    browsing a database you cannot change still works, and writes say why they cannot.
+    ``create=True`` makes a new file where there is none; without it a missing file is an
+    error that says how to start, and no empty database is left behind.
+    """
+    path = Path(path) if path is not None else default_db_path()
+    if write or not path.exists():
+        return Store(path, create=create)
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return Store(path, readonly=not writable, create=False)
+
+
 # ---- process liveness ------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import ModalScreen, Screen
 
 from core.errors import DDPMError
-from core.store import Run, Store, StoreError, check_tag, default_db_path
+from core.store import Run, Store, StoreError, check_tag, open_store
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.screens.help import declared, key_label
 from ddpm_tui.screens.runs import RunsScreen
@@ -299,19 +299,10 @@ def training_elsewhere(store: Store) -> list[Run]:
     return [r for r in store.list_runs() if r.has_worker]
 
 
-def open_store(db_path: Path) -> Store:
-    """Writable when the file (and its folder) may be written, else read-only: browsing a
-    database you cannot change still works, and writes say why they cannot."""
-    path = Path(db_path)
-    if path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-        return Store(path, readonly=True, create=False)
-    return Store(path, create=True)
-
-
 def run_app(db_path: Path | None = None) -> None:
     """Open the dashboard over ``db_path``; a bad database raises a StoreError (one line)
     before the terminal is taken over. On quit, says which runs still train."""
-    store = open_store(Path(db_path) if db_path is not None else default_db_path())
+    store = open_store(db_path, create=True)
     try:
         DdpmApp(store).run()
         live = training_elsewhere(store)

@@ -165,13 +165,9 @@ def _db_path(db: Path | None) -> Path:
 
 def _open(db: Path | None, write: bool = False, create: bool = False) -> Store:
     """Writing commands need a writable file; reading ones fall back to read-only."""
-    from core.store import Store
+    from core.store import open_store
 
-    path = _db_path(db)
-    if write or create:
-        return Store(path, create=create)
-    writable = path.exists() and os.access(path, os.W_OK) and os.access(path.parent or Path("."), os.W_OK)
-    return Store(path, readonly=not writable, create=False)
+    return open_store(db, write=write or create, create=create)
 
 
 def _print_json(doc: Any) -> None:

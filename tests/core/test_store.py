@@ -1,11 +1,12 @@
 """The store opened by several processes at once, on real SQLite files."""
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from core.store import SCHEMA_VERSION, Run, Store
+from core.store import SCHEMA_VERSION, Run, Store, StoreError, open_store
 
 
 def _open_together(db: Path, n: int) -> list[Exception]:
@@ -70,3 +71,37 @@ def test_runs_with_checkpoints_names_only_runs_that_have_one(tmp_path):
             store.add_checkpoint(ids[0], step, tmp_path / f"a-{step}.pt", 10, "0" * 64)
         store.add_checkpoint(ids[2], 3, tmp_path / "c-3.pt", 10, "0" * 64)
         assert store.runs_with_checkpoints() == {ids[0], ids[2]}
+
+
+def _writable_except(monkeypatch, locked: Path) -> None:
+    """As if the process may not write ``locked`` (works when the tests run as root, who may)."""
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if Path(p) == locked and mode & os.W_OK else real(p, mode, **kw)
+    )
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_open_store_falls_back_to_read_only(tmp_path, monkeypatch, locked):
+    db = tmp_path / "e.db"
+    with Store(db) as store:
+        store.create_run({"steps": 10}, preset="smoke", name="kept")
+    _writable_except(monkeypatch, db if locked == "file" else tmp_path)
+    with open_store(db) as store:
+        assert store.readonly
+        assert [r.name for r in store.list_runs()] == ["kept"]
+    with open_store(db, create=True) as store:  # the dashboard's way: still read-only, not an error
+        assert store.readonly
+
+
+def test_open_store_writable_and_missing(tmp_path):
+    db = tmp_path / "e.db"
+    with pytest.raises(StoreError, match="no database"):
+        open_store(db)
+    with pytest.raises(StoreError, match="no database"):
+        open_store(db, write=True)
+    assert not db.exists()  # a reader leaves no empty file behind
+    with open_store(db, write=True, create=True) as store:
+        assert not store.readonly
+    with open_store(db) as store:
+        assert not store.readonly

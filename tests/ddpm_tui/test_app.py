@@ -360,14 +360,15 @@ def test_opening_the_runs_table_does_not_import_torch(db):
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ddpm_tui.app import DdpmApp, open_store\n"
+        "from core.store import open_store\n"
+        "from ddpm_tui.app import DdpmApp\n"
         "async def auto(pilot):\n"
         "    from textual.widgets import DataTable\n"
         "    await pilot.pause()\n"
         "    t = pilot.app.screen.query_one(DataTable)\n"
         "    print('rows', t.row_count, 'torch', 'torch' in sys.modules, 'numpy', 'numpy' in sys.modules)\n"
         "    pilot.app.exit()\n"
-        f"DdpmApp(open_store(Path({str(db)!r}))).run(headless=True, size=(120, 40), auto_pilot=auto)\n"
+        f"DdpmApp(open_store(Path({str(db)!r}), create=True)).run(headless=True, size=(120, 40), auto_pilot=auto)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
