@@ -28,6 +28,7 @@ from typer.core import TyperGroup
 
 from core.choices import ETA_MAX
 from core.errors import DDPMError
+from ddpm_tui.figures import LOWER_IS_BETTER, figures_table, final_metrics, metrics_table, ranked
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -539,7 +540,7 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
                 f"[bold]quality[/] at step {ev['step']:,}: {ev['n']:,} samples, {ev['sampler']}-{ev['steps']}, seed {ev['seed']}",
                 highlight=False,
             )
-            console.print(_figures_table(ev["figures"], ev["floor"], ev["n"]))
+            console.print(figures_table(ev["figures"], ev["floor"], ev["n"]))
         latest = store.latest_samples(run.id)
         if latest is not None:
             what = f"samples at step {latest.step:,} ({latest.sampler}-{latest.steps}, EMA weights)"
@@ -750,7 +751,9 @@ def sample_cmd(
     label = f"{cfg_sampler}-{use_steps or T}"
     console.print(f"{n} samples from run {run.id} ({run.name}) at step {step:,}, {label}, seed {seed}, in {seconds:.1f}s", highlight=False)
     if out is not None:
-        _write_samples(out, data)
+        from ddpm_tui.sample_files import write_samples
+
+        write_samples(out, data)
         console.print(f"wrote {out}", highlight=False)
 
 
@@ -767,48 +770,6 @@ def _animate(console: Console, res, cfg, art: Art | None) -> None:
             frame = to_numpy(xt.clamp(-1, 1) if cfg.is_image else xt, cfg)
             live.update(RichGroup(_samples_view(console, frame, art), Text(f"t = {t}", style="dim")))
             time.sleep(0.08)
-
-
-def _write_samples(out: Path, data) -> None:
-    """``.npy``: uint8 (N, H, W) for gray, (N, C, H, W) for colour, float32 (N, 2) for points;
-    ``.png``: a grid (or a scatter of the points). Written atomically."""
-    import io
-
-    import numpy as np
-
-    from core.atomic import atomic_write_bytes
-
-    buf = io.BytesIO()
-    if out.suffix.lower() == ".npy":
-        arr = data[:, 0] if data.ndim == 4 and data.shape[1] == 1 else data
-        np.save(buf, arr)
-    else:
-        from PIL import Image
-
-        if data.ndim == 2:
-            img = _points_image(data)
-        else:
-            import torch
-            from torchvision.utils import make_grid
-
-            grid = make_grid(torch.from_numpy(np.ascontiguousarray(data)), nrow=int(np.ceil(np.sqrt(len(data)))), padding=2)
-            arr = grid.permute(1, 2, 0).numpy()
-            img = Image.fromarray(arr[:, :, 0] if data.shape[1] == 1 else arr)
-        img.save(buf, format="PNG")
-    atomic_write_bytes(out, buf.getvalue())
-
-
-def _points_image(points, size: int = 512):
-    """2-D points drawn as dots on a white square spanning [-1.6, 1.6]^2."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    img = Image.new("L", (size, size), 255)
-    draw = ImageDraw.Draw(img)
-    px = ((np.asarray(points, dtype=np.float64) + 1.6) / 3.2 * (size - 1)).clip(0, size - 1)
-    for x, y in px:
-        draw.ellipse((x - 1.5, size - 1 - y - 1.5, x + 1.5, size - 1 - y + 1.5), fill=0)
-    return img
 
 
 @command("eval")
@@ -865,43 +826,7 @@ def eval_cmd(
         f"judged in {seconds:.1f}s",
         highlight=False,
     )
-    console.print(_figures_table(ev.figures, ev.floor, n))
-
-
-def _figures_table(figures: dict, floor: dict, n: int):
-    """Figures beside the floor (the same figures for n real examples)."""
-    from rich.table import Table
-
-    t = Table(box=None, header_style="bold", pad_edge=False)
-    t.add_column("figure")
-    t.add_column("samples", justify="right")
-    t.add_column(f"floor ({n:,} real)", justify="right")
-    t.add_column("", style="dim")
-    for k, v in figures.items():
-        t.add_row(k, _figure(k, v), _figure(k, floor.get(k)), FIGURE_HELP.get(k, ""))
-    return t
-
-
-FIGURE_HELP = {
-    "fid": "Frechet distance of judge features to the test split; lower is better",
-    "kid": "kernel distance (unbiased, can dip below 0); lower is better",
-    "kid_std": "spread of KID over random subsets",
-    "confident": "share the judge reads with max softmax > 0.9; higher is better",
-    "class_entropy": "coverage of the ten classes: 1 = all equally, 0 = one class",
-    "curve_distance": "mean distance of samples to the S-curve; lower is better",
-    "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
-}
-LOWER_IS_BETTER = {"fid", "kid", "kid_std", "curve_distance", "swd", "loss"}
-
-
-def _figure(name: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    if name == "confident":
-        return f"{v:.1%}"
-    if name in ("fid",):
-        return f"{v:.2f}"
-    return f"{v:.4f}"
+    console.print(figures_table(ev.figures, ev.floor, n))
 
 
 @command("compare")
@@ -921,11 +846,11 @@ def compare_cmd(
         rs = [store.get_run(r) for r in runs]
         if len({r.id for r in rs}) < len(rs):
             raise UserError("the same run is named twice; name different runs")
-        finals = {r.id: _final_metrics(store, r) for r in rs}
+        finals = {r.id: final_metrics(store, r) for r in rs}
         if rank is not None:
             if not any(isinstance(finals[r.id].get(rank), (int, float)) for r in rs):
                 raise UserError(f"--rank {rank}: none of these runs has that metric (evaluate them with ddpm eval RUN)")
-            rs = _ranked(rs, finals, rank)
+            rs = ranked(rs, finals, rank)
         diffs = config_differences([r.config for r in rs])
         curves = {f"{r.id} {r.name}": store.series(r.id, "loss") for r in rs}
         samples = {r.id: store.latest_samples(r.id) for r in rs}
@@ -939,7 +864,7 @@ def compare_cmd(
     from rich.text import Text
 
     from ddpm_tui.charts import loss_chart
-    from ddpm_tui.format import STATUS_STYLE, number, value
+    from ddpm_tui.format import value
 
     console = _console()
     console.print(f"[bold]{'config differences' if diffs else 'configs are identical'}[/]")
@@ -956,57 +881,13 @@ def compare_cmd(
         console.print(Text.from_ansi(chart))
     title = f"final metrics, ranked by {rank} ({'lower' if rank in LOWER_IS_BETTER else 'higher'} is better)" if rank else "final metrics"
     console.print(f"[bold]{title}[/]")  # not a table title, which would wrap to the table's width
-    mt = Table(box=None, header_style="bold")
-    mt.add_column("")
-    for r in rs:
-        mt.add_column(f"{r.id} {r.name}", justify="right")
-    names = []
-    for f in finals.values():
-        names += [k for k in f if k not in names]
-    for k in names:
-        cells = [finals[r.id].get(k) for r in rs]
-        if k == "status":
-            cells = [f"[{STATUS_STYLE.get(c, '')}]{c}[/]" for c in cells]
-        else:
-            cells = [number(c) if not isinstance(c, str) else c for c in cells]
-        mt.add_row(k, *cells)
-    console.print(mt)
+    console.print(metrics_table(rs, finals))
     for r in rs:
         s = samples[r.id]
         if s is None:
             continue
         console.print(f"[bold]{r.id} {r.name}[/] [dim]step {s.step:,}[/]")
         console.print(_samples_view(console, s.data, art, max_rows=1))
-
-
-def _ranked(rs: list[Run], finals: dict[int, dict], metric: str) -> list[Run]:
-    """Best first; runs without the metric last."""
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-
-    def key(r: Run):
-        v = finals[r.id].get(metric)
-        return (0, sign * v) if isinstance(v, (int, float)) else (1, 0.0)
-
-    return sorted(rs, key=key)
-
-
-def _final_metrics(store: Store, run: Run) -> dict[str, Any]:
-    latest = store.latest_metrics(run.id)
-    out: dict[str, Any] = {
-        "status": run.status,
-        "step": run.step,
-        "loss": run.last_loss,
-        "images/s": round(run.images_per_s) if run.images_per_s else None,
-        "trained": None,
-        "parameters": run.n_params,
-    }
-    from ddpm_tui.format import duration
-
-    out["trained"] = duration(run.elapsed_s) if run.elapsed_s else "-"
-    for k, (_, v) in sorted(latest.items()):
-        if k not in ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s"):
-            out[k] = v
-    return out
 
 
 @command("tui")

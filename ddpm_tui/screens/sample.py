@@ -281,10 +281,10 @@ class SampleScreen(DataScreen):
 
     @work(thread=True, group="save")
     def save(self, out: Path, data) -> None:
-        from ddpm_tui.cli import _write_samples  # the CLI's writer: a make_grid PNG, or .npy
+        from ddpm_tui.sample_files import write_samples  # as `ddpm sample --out` writes them
 
         try:
-            _write_samples(out, data)
+            write_samples(out, data)
         except Exception as e:
             self.app.call_from_thread(self.notify, f"could not write {out}: {e}", severity="error")
             return
