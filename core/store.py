@@ -63,6 +63,22 @@ def default_db_path() -> Path:
     return Path(os.environ.get("DDPM_DB") or DEFAULT_DB)
 
 
+def open_store(path: Path | str | None = None, *, write: bool = False, create: bool = False) -> Store:
+    """The store at ``path`` (default: :func:`default_db_path`) as a face opens it.
+
+    ``write=True``: the caller is about to write, so the file must be writable (or the error
+    says why). Otherwise writable when the file and its folder may be written, else read-only:
+    browsing a database you cannot change still works, and writes say why they cannot.
+    ``create=True`` makes a new file where there is none; without it a missing file is an
+    error that says how to start, and no empty database is left behind.
+    """
+    path = Path(path) if path is not None else default_db_path()
+    if write or not path.exists():
+        return Store(path, create=create)
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return Store(path, readonly=not writable, create=False)
+
+
 # ---- process liveness ------------------------------------------------------------------
 
 
@@ -151,7 +167,14 @@ class Run:
         return str(self.config.get("dataset", "mnist"))
 
     @property
-    def eta_s(self) -> float | None:
+    def has_worker(self) -> bool:
+        """A worker process is alive for it: it is running, or it is queued with a pid, which
+        is a spawned worker that has not claimed it yet (and will). Such a run keeps training
+        whatever this process does, and must be stopped before it is deleted."""
+        return self.status == "running" or (self.status == "queued" and bool(self.pid))
+
+    @property
+    def seconds_left(self) -> float | None:
         """Seconds left at the measured pace, when there is one."""
         if self.status != "running" or self.step <= 0 or self.elapsed_s <= 0:
             return None
@@ -580,7 +603,7 @@ class Store:
     def delete_run(self, ref: int | str) -> Run:
         """Delete a run's rows and its checkpoint folder. A live run must be stopped first."""
         run = self.get_run(ref)
-        if run.status in ("running",) or (run.status == "queued" and run.pid):
+        if run.has_worker:
             raise StoreError(f"run {run.id} ({run.name}) is {run.status}; `ddpm stop {run.id}` it before deleting it")
         with self.write() as c:
             for table in ("metrics", "samples", "checkpoints", "evals"):
@@ -811,6 +834,10 @@ class Store:
     def checkpoints(self, ref: int | str) -> list[CheckpointRecord]:
         rows = self._rows("SELECT * FROM checkpoints WHERE run = ? ORDER BY step", (self._id(ref),))
         return [CheckpointRecord(**{**r, "path": str(self._abs(r["path"]))}) for r in rows]
+
+    def runs_with_checkpoints(self) -> set[int]:
+        """Ids of the runs with at least one checkpoint: the runs that can be sampled."""
+        return {run for (run,) in self.conn.execute("SELECT DISTINCT run FROM checkpoints")}
 
     def checkpoint_at(self, ref: int | str, step: int | None = None) -> CheckpointRecord:
         """The checkpoint at ``step`` (the latest when None), with a clear error if none."""

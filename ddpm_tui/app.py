@@ -27,7 +27,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import ModalScreen, Screen
 
 from core.errors import DDPMError
-from core.store import Run, Store, StoreError, check_tag, default_db_path
+from core.store import Run, Store, StoreError, check_tag, open_store
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.screens.help import declared, key_label
 from ddpm_tui.screens.runs import RunsScreen
@@ -176,12 +176,16 @@ class DdpmApp(App[None]):
 
     # ---- run actions shared by the runs table and the run view ------------------------
 
-    def _guard(self, fn: Callable, *args, **kwargs):
+    def guard(self, fn: Callable, *args, **kwargs):
+        """Run a store (or worker) action; an error the user can act on becomes an error
+        notification instead of a traceback, and the result is None."""
         try:
             return fn(*args, **kwargs)
         except DDPMError as e:
             self.notify(str(e), severity="error", timeout=8)
-        except (sqlite3.Error, OSError) as e:
+        except sqlite3.Error as e:
+            self.notify(f"database error: {e}; try again", severity="error", timeout=8)
+        except OSError as e:
             self.notify(f"{type(e).__name__}: {e}", severity="error", timeout=8)
         return None
 
@@ -194,7 +198,7 @@ class DdpmApp(App[None]):
             hint = "; r resumes it from its last checkpoint" if run.status == "crashed" else ""
             self.notify(f"run {run.id} ({run.name}) is {run.status}; nothing to stop{hint}", severity="warning")
             return
-        if self._guard(self.store.request_stop, run.id) is not None:
+        if self.guard(self.store.request_stop, run.id) is not None:
             self.notify(f"stop requested: run {run.id} ({run.name}) checkpoints and stops at its next step")
             self.changed()
 
@@ -228,9 +232,9 @@ class DdpmApp(App[None]):
     def _resume(self, run: Run, total: int | None) -> None:
         from core.worker import spawn_worker
 
-        if self._guard(self.store.prepare_resume, run.id, total_steps=total) is None:
+        if self.guard(self.store.prepare_resume, run.id, total_steps=total) is None:
             return
-        proc = self._guard(spawn_worker, self.store.path, run.id)
+        proc = self.guard(spawn_worker, self.store.path, run.id)
         if proc is not None:
             self.notify(f"run {run.id} ({run.name}) resumed in the background (pid {proc.pid})")
         self.changed()
@@ -238,17 +242,17 @@ class DdpmApp(App[None]):
     def start_worker(self, run_id: int) -> bool:
         from core.worker import spawn_worker
 
-        proc = self._guard(spawn_worker, self.store.path, run_id)
+        proc = self.guard(spawn_worker, self.store.path, run_id)
         return proc is not None
 
     def delete_run(self, run: Run, then: Callable[[], None] | None = None) -> None:
-        if run.status == "running" or (run.status == "queued" and run.pid):
+        if run.has_worker:
             self.notify(f"run {run.id} ({run.name}) is {run.status}; stop it (x) before deleting it", severity="warning")
             return
         from ddpm_tui.screens.confirm import ConfirmScreen
 
         def done(yes: bool | None) -> None:
-            if yes and self._guard(self.store.delete_run, run.id) is not None:
+            if yes and self.guard(self.store.delete_run, run.id) is not None:
                 self.notify(f"deleted run {run.id} ({run.name})")
                 if then is not None:
                     then()
@@ -272,9 +276,9 @@ class DdpmApp(App[None]):
                 return
             for word in answer.split():
                 if word.startswith("-"):
-                    self._guard(self.store.remove_tag, run.id, word[1:])
+                    self.guard(self.store.remove_tag, run.id, word[1:])
                 else:
-                    self._guard(self.store.add_tag, run.id, word)
+                    self.guard(self.store.add_tag, run.id, word)
             self.changed()
 
         current = ", ".join(run.tags) or "none"
@@ -288,7 +292,7 @@ class DdpmApp(App[None]):
         from ddpm_tui.screens.prompt import PromptScreen
 
         def done(answer: str | None) -> None:
-            if answer is not None and self._guard(self.store.set_notes, run.id, answer) is not None:
+            if answer is not None and self.guard(self.store.set_notes, run.id, answer) is not None:
                 self.changed()
 
         self.push_screen(PromptScreen(f"Notes on run {run.id} ({run.name})", run.notes, hint="enter saves; esc cancels"), done)
@@ -296,22 +300,13 @@ class DdpmApp(App[None]):
 
 def training_elsewhere(store: Store) -> list[Run]:
     """Runs whose workers are alive (they keep training after the dashboard closes)."""
-    return [r for r in store.list_runs() if r.status == "running" or (r.status == "queued" and r.pid)]
-
-
-def open_store(db_path: Path) -> Store:
-    """Writable when the file (and its folder) may be written, else read-only: browsing a
-    database you cannot change still works, and writes say why they cannot."""
-    path = Path(db_path)
-    if path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-        return Store(path, readonly=True, create=False)
-    return Store(path, create=True)
+    return [r for r in store.list_runs() if r.has_worker]
 
 
 def run_app(db_path: Path | None = None) -> None:
     """Open the dashboard over ``db_path``; a bad database raises a StoreError (one line)
     before the terminal is taken over. On quit, says which runs still train."""
-    store = open_store(Path(db_path) if db_path is not None else default_db_path())
+    store = open_store(db_path, create=True)
     try:
         DdpmApp(store).run()
         live = training_elsewhere(store)

@@ -3,13 +3,10 @@ one place that turns store errors into notifications instead of tracebacks."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import TYPE_CHECKING
 
 from textual.binding import Binding
 from textual.screen import Screen
-
-from core.errors import DDPMError
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -60,11 +57,6 @@ class DataScreen(Screen):
             self.app.pop_screen()
 
     def guard(self, fn, *args, **kwargs):
-        """Run a store action; a user-fixable error becomes an error notification."""
-        try:
-            return fn(*args, **kwargs)
-        except DDPMError as e:
-            self.notify(str(e), severity="error", timeout=8)
-        except sqlite3.Error as e:
-            self.notify(f"database error: {e}; try again", severity="error", timeout=8)
-        return None
+        """Run a store action; a user-fixable error becomes an error notification (the app's
+        :meth:`~ddpm_tui.app.DdpmApp.guard`, so screens and the app say it alike)."""
+        return self.ddpm.guard(fn, *args, **kwargs)

@@ -13,16 +13,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from core.store import Run
-from ddpm_tui.format import STATUS_STYLE, config_differences, number, value
+from ddpm_tui.figures import final_metrics, metrics_table  # as `ddpm compare` has them, so both agree
+from ddpm_tui.format import config_differences, value
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
 from ddpm_tui.widgets.loss_chart import LossChart
-
-
-def final_metrics(store, run: Run) -> dict:
-    from ddpm_tui.cli import _final_metrics  # the CLI's `ddpm compare` table, so both agree
-
-    return _final_metrics(store, run)
 
 
 def differences_table(runs: list[Run], diffs: dict[str, list]) -> RenderableType:
@@ -37,24 +32,6 @@ def differences_table(runs: list[Run], diffs: dict[str, list]) -> RenderableType
         t.add_row(Text(key, style="cyan"), *cells)
     heading = Text("config differences" if diffs else "configs are identical", style="bold")
     return Group(heading, t) if diffs else heading
-
-
-def metrics_table(runs: list[Run], finals: dict[int, dict]) -> Table:
-    t = Table(title="metrics", title_justify="left", title_style="bold", box=None, header_style="bold", pad_edge=False)
-    t.add_column("")
-    for r in runs:
-        t.add_column(f"{r.id} {r.name}", justify="right")
-    names: list[str] = []
-    for f in finals.values():
-        names += [k for k in f if k not in names]
-    for k in names:
-        cells = [finals[r.id].get(k) for r in runs]
-        if k == "status":
-            row = [Text(str(c), style=STATUS_STYLE.get(str(c), "")) for c in cells]
-        else:
-            row = [Text(number(c) if not isinstance(c, str) else c) for c in cells]
-        t.add_row(k, *row)
-    return t
 
 
 class CompareScreen(DataScreen):
@@ -100,7 +77,9 @@ class CompareScreen(DataScreen):
         self.differences = config_differences([r.config for r in runs])
         self.query_one("#compare-config", Static).update(differences_table(runs, self.differences))
         finals = {r.id: final_metrics(self.store, r) for r in runs}
-        self.query_one("#compare-metrics", Static).update(metrics_table(runs, finals))
+        self.query_one("#compare-metrics", Static).update(
+            metrics_table(runs, finals, title="metrics", title_justify="left", title_style="bold", pad_edge=False)
+        )
         key = tuple((r.id, r.step, r.stored_status) for r in runs)
         if key != self._curve_key:
             self._curve_key = key

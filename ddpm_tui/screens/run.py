@@ -148,7 +148,7 @@ class RunScreen(DataScreen):
     def _progress(self, run: Run) -> None:
         bar = self.query_one("#run-progress", ProgressBar)
         bar.update(total=max(1, run.total_steps), progress=run.step)
-        eta = f"  \u00b7  ETA {duration(run.eta_s)}" if run.eta_s is not None else ""
+        eta = f"  \u00b7  ETA {duration(run.seconds_left)}" if run.seconds_left is not None else ""
         self.query_one("#run-progress-text", Static).update(f"step {progress(run.step, run.total_steps)}{eta}")
 
     def _loss(self, run: Run) -> None:

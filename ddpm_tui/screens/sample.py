@@ -89,13 +89,18 @@ class SampleScreen(DataScreen):
 
     def _fields(self):
         runs = self.guard(self.store.list_runs) or []
-        with_ckpt = self.store.conn.execute("SELECT DISTINCT run FROM checkpoints").fetchall()
-        have = {r[0] for r in with_ckpt}
+        have = self.guard(self.store.runs_with_checkpoints) or set()
         options = [(f"{r.id} {r.name} ({r.status})", r.id) for r in runs if r.id in have]
         value = self.run_id if self.run_id in have else (options[0][1] if options else Select.NULL)
-        yield "run", Select(options, value=value, allow_blank=not options, compact=True, id="s-run", prompt="no run has a checkpoint yet")
+        yield (
+            "run",
+            Select(options, value=value, allow_blank=not options, compact=True, id="s-run", prompt="no run has a checkpoint yet"),
+        )
         yield "checkpoint", Select([], compact=True, id="s-ckpt", prompt="none")
-        yield "sampler", Select([("ddim", "ddim"), ("ddpm", "ddpm")], value="ddim", allow_blank=False, compact=True, id="s-sampler")
+        yield (
+            "sampler",
+            Select([("ddim", "ddim"), ("ddpm", "ddpm")], value="ddim", allow_blank=False, compact=True, id="s-sampler"),
+        )
         yield "steps (ddim)", Input("", compact=True, id="s-steps")
         yield f"eta (ddim noise, 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
         yield "seed", Input("0", compact=True, id="s-seed")
@@ -196,7 +201,9 @@ class SampleScreen(DataScreen):
             return
         self._stop_playback()
         self.query_one("#sample-save", Button).disabled = True
-        self.query_one("#sample-status", Static).update(f"sampling {args['n']} from run {args['run'].id} at step {args['step']:,}...")
+        self.query_one("#sample-status", Static).update(
+            f"sampling {args['n']} from run {args['run'].id} at step {args['step']:,}..."
+        )
         self.sample(ck.path, args)
 
     @work(thread=True, exclusive=True, group="sample")
@@ -274,10 +281,10 @@ class SampleScreen(DataScreen):
 
     @work(thread=True, group="save")
     def save(self, out: Path, data) -> None:
-        from ddpm_tui.cli import _write_samples  # the CLI's writer: a make_grid PNG, or .npy
+        from ddpm_tui.sample_files import write_samples  # as `ddpm sample --out` writes them
 
         try:
-            _write_samples(out, data)
+            write_samples(out, data)
         except Exception as e:
             self.app.call_from_thread(self.notify, f"could not write {out}: {e}", severity="error")
             return

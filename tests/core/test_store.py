@@ -1,9 +1,12 @@
 """The store opened by several processes at once, on real SQLite files."""
 
+import os
 import threading
 from pathlib import Path
 
-from core.store import SCHEMA_VERSION, Store
+import pytest
+
+from core.store import SCHEMA_VERSION, Run, Store, StoreError, open_store
 
 
 def _open_together(db: Path, n: int) -> list[Exception]:
@@ -116,7 +119,9 @@ def test_status_as_readers_see_it(tmp_path):
             ("queued", None, None, None),  # waiting
         ]
         for rid, (status, pid, host, beat) in zip(ids, rows):
-            store.conn.execute("UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat = ? WHERE id = ?", (status, pid, host, beat, rid))
+            store.conn.execute(
+                "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat = ? WHERE id = ?", (status, pid, host, beat, rid)
+            )
         store.conn.commit()
         assert [store.get_run(r).status for r in ids] == ["running", "crashed", "running", "crashed", "crashed", "queued"]
         assert [r.status for r in sorted(store.list_runs(), key=lambda r: r.id)] == [store.get_run(r).status for r in ids]
@@ -156,3 +161,70 @@ def test_figures_are_series_per_protocol(tmp_path):
         assert store.latest_figure_for_all("fid") == {rid: (20.0, fifty.key)}
         assert store.latest_metrics(rid)["fid"] == (10, 20.0)
         assert store.latest_eval(rid)["protocol"] == fifty.key
+
+
+# ---- what the faces ask of the store -------------------------------------------------------
+
+
+def _run(status: str, pid: int | None = None) -> Run:
+    return Run(id=1, name="r", preset="smoke", status=status, config={}, device="cpu", total_steps=10, pid=pid)
+
+
+@pytest.mark.parametrize(
+    ("status", "pid", "expected"),
+    [
+        ("running", 123, True),
+        ("queued", 123, True),  # spawned, not yet claimed: its worker is on its way
+        ("queued", None, False),  # nobody has been started for it
+        ("crashed", 123, False),  # its worker is gone
+        ("completed", 123, False),
+        ("stopped", None, False),
+        ("failed", 123, False),
+    ],
+)
+def test_has_worker_is_running_or_queued_with_a_pid(status, pid, expected):
+    assert _run(status, pid).has_worker is expected
+
+
+def test_runs_with_checkpoints_names_only_runs_that_have_one(tmp_path):
+    with Store(tmp_path / "e.db") as store:
+        assert store.runs_with_checkpoints() == set()
+        ids = [store.create_run({"steps": 10}, preset="smoke").id for _ in range(3)]
+        for step in (3, 6):
+            store.add_checkpoint(ids[0], step, tmp_path / f"a-{step}.pt", 10, "0" * 64)
+        store.add_checkpoint(ids[2], 3, tmp_path / "c-3.pt", 10, "0" * 64)
+        assert store.runs_with_checkpoints() == {ids[0], ids[2]}
+
+
+def _writable_except(monkeypatch, locked: Path) -> None:
+    """As if the process may not write ``locked`` (works when the tests run as root, who may)."""
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if Path(p) == locked and mode & os.W_OK else real(p, mode, **kw)
+    )
+
+
+@pytest.mark.parametrize("locked", ["file", "folder"])
+def test_open_store_falls_back_to_read_only(tmp_path, monkeypatch, locked):
+    db = tmp_path / "e.db"
+    with Store(db) as store:
+        store.create_run({"steps": 10}, preset="smoke", name="kept")
+    _writable_except(monkeypatch, db if locked == "file" else tmp_path)
+    with open_store(db) as store:
+        assert store.readonly
+        assert [r.name for r in store.list_runs()] == ["kept"]
+    with open_store(db, create=True) as store:  # the dashboard's way: still read-only, not an error
+        assert store.readonly
+
+
+def test_open_store_writable_and_missing(tmp_path):
+    db = tmp_path / "e.db"
+    with pytest.raises(StoreError, match="no database"):
+        open_store(db)
+    with pytest.raises(StoreError, match="no database"):
+        open_store(db, write=True)
+    assert not db.exists()  # a reader leaves no empty file behind
+    with open_store(db, write=True, create=True) as store:
+        assert not store.readonly
+    with open_store(db) as store:
+        assert not store.readonly

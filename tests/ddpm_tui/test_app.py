@@ -5,6 +5,7 @@ throughput, loss values, sample pixels) of their own copy so the pictures are st
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -242,7 +243,22 @@ def test_keys_open_each_screen_and_every_action_is_in_the_palette(db):
 
         runs = app.screen
         titles = {t for t, _, _ in ActionsProvider(runs)._commands()}
-        assert {"Open", "New run", "Stop", "Resume", "Delete", "Tag", "Mark", "Compare", "Sample", "Explore", "Filter", "Sort", "Help", "Quit"} <= titles
+        assert {
+            "Open",
+            "New run",
+            "Stop",
+            "Resume",
+            "Delete",
+            "Tag",
+            "Mark",
+            "Compare",
+            "Sample",
+            "Explore",
+            "Filter",
+            "Sort",
+            "Help",
+            "Quit",
+        } <= titles
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
@@ -360,18 +376,51 @@ def test_opening_the_runs_table_does_not_import_torch(db):
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from ddpm_tui.app import DdpmApp, open_store\n"
+        "from core.store import open_store\n"
+        "from ddpm_tui.app import DdpmApp\n"
         "async def auto(pilot):\n"
         "    from textual.widgets import DataTable\n"
         "    await pilot.pause()\n"
         "    t = pilot.app.screen.query_one(DataTable)\n"
         "    print('rows', t.row_count, 'torch', 'torch' in sys.modules, 'numpy', 'numpy' in sys.modules)\n"
         "    pilot.app.exit()\n"
-        f"DdpmApp(open_store(Path({str(db)!r}))).run(headless=True, size=(120, 40), auto_pilot=auto)\n"
+        f"DdpmApp(open_store(Path({str(db)!r}), create=True)).run(headless=True, size=(120, 40), auto_pilot=auto)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "rows 2 torch False" in res.stdout, res.stdout
+
+
+def test_the_dashboard_loads_neither_the_cli_nor_torch():
+    """Every screen and widget shares code with the CLI through modules of their own, so the
+    dashboard never loads Typer (nor torch, which sampling and exploring load when used)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import ddpm_tui.app, ddpm_tui.screens, ddpm_tui.widgets\n"
+        "for pkg in (ddpm_tui.screens, ddpm_tui.widgets):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
+        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "print(sorted(m for m in ('typer', 'torch', 'ddpm_tui.cli') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_no_dashboard_module_imports_the_cli():
+    """Not even lazily, inside a function: what both faces need lives outside ddpm_tui.cli."""
+    offenders = []
+    for path in sorted((ROOT / "ddpm_tui").rglob("*.py")):
+        if path.relative_to(ROOT / "ddpm_tui").parts[0].removesuffix(".py") == "cli":
+            continue  # the CLI itself
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            offenders += [
+                f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "typer" or n.startswith("ddpm_tui.cli")
+            ]
+    assert offenders == []
 
 
 @pytest.mark.parametrize("kind", ["text", "foreign", "folder"])
@@ -384,7 +433,9 @@ def test_a_bad_database_is_one_error_line(tmp_path, kind):
             con.execute("CREATE TABLE songs (title TEXT)")
     else:
         path.mkdir()
-    res = subprocess.run([sys.executable, "-m", "ddpm_tui.app", "--db", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "ddpm_tui.app", "--db", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.stderr, res.stderr
@@ -415,7 +466,10 @@ def frozen_db(db, monkeypatch) -> Path:
             (FROZEN, FROZEN, FROZEN),
         )
         con.execute("UPDATE metrics SET value = round(1.0 / (1 + step * run * 0.1), 4), time = ? + step", (FROZEN,))
-        con.execute("UPDATE samples SET data = ?, shape = ?, dtype = 'uint8', time = ?", (digits.tobytes(), json.dumps(list(digits.shape)), FROZEN))
+        con.execute(
+            "UPDATE samples SET data = ?, shape = ?, dtype = 'uint8', time = ?",
+            (digits.tobytes(), json.dumps(list(digits.shape)), FROZEN),
+        )
         con.execute("UPDATE checkpoints SET bytes = 900000, time = ?", (FROZEN,))
     monkeypatch.chdir(db.parent)  # the header shows the path as given: keep it 'experiments.db'
     return Path("experiments.db")

@@ -1,0 +1,165 @@
+"""What every ``ddpm`` command shares: the option types, the error policy, and the few helpers
+that print (consoles, JSON, sample art) or read the command line (``--set``).
+
+A command module declares its options with these types and registers its commands with
+:func:`command`, so each command is a thin shell: parse, call the store or the engine, print.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from core.choices import ETA_MAX
+from core.errors import DDPMError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from core.store import Run, Store
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Sampler(str, enum.Enum):
+    ddpm = "ddpm"
+    ddim = "ddim"
+
+
+class Art(str, enum.Enum):
+    half = "half"
+    braille = "braille"
+    ascii = "ascii"
+
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="DDPM_DB", help="SQLite database [default: ./experiments.db, or $DDPM_DB]", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+ArtOpt = Annotated[
+    Art | None,
+    typer.Option("--art", help="Terminal art: half blocks, braille or ascii [default: by terminal]", show_default=False),
+]
+RunArg = Annotated[str, typer.Argument(help="Run id or name.", show_default=False)]
+EtaOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--eta",
+        min=0.0,
+        max=ETA_MAX,
+        help="DDIM noise: 0 deterministic, 1 like DDPM, more adds noise [default: the run's]",
+        show_default=False,
+    ),
+]
+
+
+# ---- the error policy --------------------------------------------------------------------
+
+
+class UserError(DDPMError):
+    """A problem with what was asked on the command line itself."""
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    for line in message.splitlines() or [message]:
+        print(f"error: {line}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def command(name: str, **kw):
+    """``app.command`` plus the error policy: our errors as one line, exit 1; anything else
+    as one line naming it a bug (``DDPM_DEBUG=1`` re-raises it for the traceback)."""
+    from ddpm_tui.cli import app  # defined before the package imports the command modules
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except DDPMError as e:
+                raise fail(str(e)) from None
+            except sqlite3.Error as e:
+                raise fail(f"database error: {e}; if another program holds the file, try again") from None
+            except OSError as e:
+                where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+                raise fail(f"{e.strerror or e}{where}") from None
+            except KeyboardInterrupt:
+                raise fail("interrupted", 130) from None
+            except Exception as e:
+                if os.environ.get("DDPM_DEBUG"):
+                    raise
+                raise fail(
+                    f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                    "(a bug in ddpm-tui; DDPM_DEBUG=1 shows the traceback)"
+                ) from None
+
+        return app.command(name, **kw)(wrapper)
+
+    return deco
+
+
+# ---- input and output ----------------------------------------------------------------------
+
+
+def make_console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def art_mode(console: Console, art: Art | None) -> str:
+    from ddpm_tui.render import pick_mode
+
+    return pick_mode(console.color_system, art.value if art else None)
+
+
+def samples_view(console: Console, data, art: Art | None, max_rows: int | None = None, title: str | None = None):
+    """Images as a grid of art, or 2-D points as a scatter."""
+    from rich.text import Text
+
+    if data.ndim == 2:  # points
+        from ddpm_tui.charts import points_chart
+
+        chart = points_chart(data, width=min(console.width, 70), height=20, color=console.color_system is not None, title=title)
+        return Text.from_ansi(chart)
+    from ddpm_tui.render import grid
+
+    return grid(data, art_mode(console, art), width=console.width, max_rows=max_rows)
+
+
+def run_doc(store: Store, run: Run) -> dict:
+    """A run as ``--json`` prints it: its row and its latest metrics."""
+    doc = run.to_json()
+    doc["metrics"] = {k: {"step": step, "value": v} for k, (step, v) in store.latest_metrics(run.id).items()}
+    return doc

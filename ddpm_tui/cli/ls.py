@@ -1,0 +1,66 @@
+"""``ddpm ls``: the runs as a table (or JSON), newest first, with their latest FID when any
+run has one. Reads only, so it never imports torch and answers at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ddpm_tui.cli.common import DbOpt, JsonOpt, UserError, command, make_console, print_json
+
+
+@command("ls")
+def ls_cmd(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only runs in this status (queued, running, completed, stopped, failed, crashed).",
+            show_default=False,
+        ),
+    ] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.", show_default=False)] = None,
+    json_out: JsonOpt = False,
+    db: DbOpt = None,
+) -> None:
+    """List runs, newest first."""
+    from core.store import STATUSES, default_db_path, open_store
+
+    if status is not None and status not in STATUSES:
+        raise UserError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
+    path = Path(db) if db is not None else default_db_path()
+    if not path.exists():
+        if json_out:
+            print_json([])
+        else:
+            make_console().print(f"no runs yet ({path} does not exist); start one with: ddpm run")
+        return
+    with open_store(db) as store:
+        runs = store.list_runs(status=status, tag=tag)
+        fids = store.latest_metric_for_all("fid")
+    if json_out:
+        print_json([{**r.to_json(), "fid": fids.get(r.id)} for r in runs])
+        return
+    console = make_console()
+    if not runs:
+        console.print("no runs match" if (status or tag) else "no runs yet; start one with: ddpm run")
+        return
+    from rich.table import Table
+
+    from ddpm_tui.format import STATUS_STYLE, age, number
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col, justify in (("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("step", "right"),
+                         ("loss", "right"), ("fid", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")):  # fmt: skip
+        if col == "fid" and not fids:
+            continue
+        table.add_column(col, justify=justify, no_wrap=col != "tags")
+    for r in runs:
+        fid = [f"{fids[r.id]:.2f}" if r.id in fids else "-"] if fids else []
+        table.add_row(
+            str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", f"{r.step:,}/{r.total_steps:,}",
+            number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,321 @@
+"""``ddpm run`` and ``ddpm resume``: start or continue training, in the foreground with a
+live progress view (a Rich bar on a terminal, plain lines in a log), or in a detached worker.
+
+A foreground run is the same worker loop a detached one runs (:func:`core.worker.train_run`),
+in this process: Ctrl-C, ``kill`` or a closed terminal stop it at the next step with a
+checkpoint, and it ends ``stopped``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from core.errors import DDPMError
+from ddpm_tui.cli.common import (
+    Art,
+    ArtOpt,
+    DbOpt,
+    Device,
+    JsonOpt,
+    RunArg,
+    command,
+    fail,
+    make_console,
+    parse_sets,
+    print_json,
+    run_doc,
+    samples_view,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from core.store import Run, Store
+
+
+# ---- training in the foreground ----------------------------------------------------------
+
+
+class ProgressView:
+    """Live training progress: a Rich bar on a terminal, plain lines every ``every`` seconds
+    when the output is a file or a pipe (so logs stay readable)."""
+
+    def __init__(self, console: Console, every: float = 10.0):
+        self.console = console
+        self.live = console.is_terminal
+        self.every = every
+        self.progress = None
+        self.task = None
+        self.stopping = False
+        self.samples = None
+        self.total = 0
+        self.start_step = 0
+        self.start_elapsed = 0.0
+        self.last_print = 0.0
+
+    def start(self, run: Run, trainer) -> None:
+        self.total, self.start_step, self.start_elapsed = run.total_steps, trainer.step, trainer.elapsed
+        where = f"resuming at step {trainer.step:,}" if trainer.step else f"{run.total_steps:,} steps"
+        self.console.print(
+            f"run [bold]{run.id}[/] ([bold]{run.name}[/]): {run.preset} preset on {trainer.device}, "
+            f"{trainer.n_params:,} parameters, {where}",
+            highlight=False,
+        )
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss [cyan]{task.fields[loss]}"),
+                TextColumn("{task.fields[ips]} img/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("training", total=run.total_steps, completed=trainer.step, loss="-", ips="-")
+        self.last_print = time.monotonic()
+
+    def __call__(self, event) -> None:
+        from core.train import Finished, Metrics, Samples
+
+        if isinstance(event, Metrics):
+            v = event.values
+            if self.progress is not None:
+                self.progress.update(
+                    self.task,
+                    completed=event.step,
+                    loss=f"{v['loss']:.4f}",
+                    ips=f"{v['images_per_s']:.0f}",
+                    description="stopping" if self.stopping else "training",
+                )
+            elif time.monotonic() - self.last_print >= self.every or event.step >= self.total:
+                self.last_print = time.monotonic()
+                self.console.print(self.line(event), highlight=False)
+        elif isinstance(event, Samples):
+            self.samples = event
+        elif isinstance(event, Finished):
+            self.close()
+
+    def line(self, event) -> str:
+        from ddpm_tui.format import duration, progress
+
+        v = event.values
+        done = event.step - self.start_step
+        spent = v["elapsed_s"] - self.start_elapsed
+        eta = (self.total - event.step) * spent / done if done > 0 and spent > 0 else None
+        return (
+            f"step {progress(event.step, self.total)}  loss {v['loss']:.4f}  {v['images_per_s']:.0f} img/s  "
+            f"elapsed {duration(v['elapsed_s'])}  eta {duration(eta)}"
+        )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _silence_terminal() -> None:
+    """The terminal is gone (SIGHUP): send what is left of our output nowhere, so a write
+    to the dead terminal cannot kill the run before it checkpoints."""
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | None, device: str | None = None) -> None:
+    from core.store import Store
+
+    console = make_console(stderr=json_out)
+    view = ProgressView(console)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        view.stopping = True
+        if signum == signal.SIGHUP:
+            view.live = False
+            _silence_terminal()
+
+    # Handlers first, then the engine's import: a hang-up or Ctrl-C that comes while it
+    # loads must still end the recorded run `stopped`, not kill it and leave it queued.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    error: BaseException | None = None
+    try:
+        from core.worker import train_run
+
+        train_run(db_path, run_id, device=device, on_event=view, stop=stop, on_start=view.start)
+    except KeyboardInterrupt:
+        error = None  # recorded as stopped by the worker; reported below
+    except BaseException as e:  # the run row says failed, with the message
+        error = e
+    finally:
+        view.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    with Store(db_path, create=False) as store:
+        run = store.get_run(run_id)
+        if json_out:
+            print_json(run_doc(store, run))
+        else:
+            _report_end(console, store, run, view, art)
+    if error is not None:
+        if isinstance(error, DDPMError):
+            raise fail(f"run {run.id} failed at step {run.step}: {error}")
+        if os.environ.get("DDPM_DEBUG"):
+            raise error
+        raise fail(f"run {run.id} failed at step {run.step}: {run.error or error} (`ddpm show {run.id}` has the details)")
+
+
+def _report_end(console: Console, store: Store, run: Run, view: ProgressView, art: Art | None) -> None:
+    from ddpm_tui.format import duration
+
+    if run.status == "completed":
+        latest = store.latest_samples(run.id)
+        if latest is not None:
+            console.print(samples_view(console, latest.data, art))
+        loss = f", loss {run.last_loss:.4f}" if run.last_loss is not None else ""
+        console.print(
+            f"run [bold]{run.id}[/] ({run.name}) [green]completed[/]: {run.step:,} steps in {duration(run.elapsed_s)}{loss}",
+            highlight=False,
+        )
+        console.print(
+            f"  sample more:  ddpm sample {run.id} --n 64\n  dashboard:    ddpm-tui\n  details:      ddpm show {run.id}"
+        )
+    elif run.status == "stopped":
+        console.print(
+            f"run [bold]{run.id}[/] ({run.name}) [magenta]stopped[/] at step {run.step:,} "
+            f"(checkpointed); continue it with: ddpm resume {run.id}",
+            highlight=False,
+        )
+    else:
+        console.print(f"run {run.id} ({run.name}) is {run.status}", highlight=False)
+
+
+@command("run")
+def run_cmd(
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            "-p",
+            help="quick, classic, fashion, scurve, folder or smoke [default: quick on a CPU, classic on CUDA]",
+            show_default=False,
+        ),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", "-s", metavar="KEY=VALUE", help="Override a config field (steps, lr, T, batch_size, ...); repeatable."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="A unique name for the run [default: PRESET-ID]", show_default=False)
+    ] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag the run; repeatable.")] = None,
+    device: Annotated[Device, typer.Option("--device", help="Where to train.")] = Device.auto,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Train in a background worker; print the run id and return.")
+    ] = False,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            "--eval-every",
+            min=0,
+            help="Judge samples (FID, KID, confident share) every K steps; same as --set eval_every=K.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+    art: ArtOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Start a training run (in the foreground unless --detach)."""
+    from core.config import default_preset
+    from core.config import preset as make_preset
+    from core.sources import check_available
+    from core.store import open_store
+    from core.worker import spawn_worker
+
+    if preset is None:
+        preset = default_preset(_device_type(device))
+    overrides = parse_sets(sets or [])
+    if eval_every is not None:
+        overrides["eval_every"] = str(eval_every)
+    cfg = make_preset(preset, overrides)
+    check_available(cfg)
+    with open_store(db, write=True, create=True) as store:
+        run = store.create_run(cfg.to_dict(), preset=preset, name=name, tags=tags or [], device=device.value)
+        db_path = store.path
+    if detach:
+        proc = spawn_worker(db_path, run.id)
+        with open_store(db_path) as store:
+            run = store.get_run(run.id)
+            if json_out:
+                print_json(run.to_json())
+                return
+        make_console().print(
+            f"run [bold]{run.id}[/] ([bold]{run.name}[/]) is training in the background (pid {proc.pid})\n"
+            f"  follow it:  ddpm show {run.id}   or   ddpm-tui\n  stop it:    ddpm stop {run.id}",
+            highlight=False,
+        )
+        return
+    _train_foreground(db_path, run.id, json_out=json_out, art=art)
+
+
+def _device_type(device: Device) -> str:
+    if device is not Device.auto:
+        return device.value
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@command("resume")
+def resume_cmd(
+    run_ref: RunArg,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="New total step count (to train a finished run further).", show_default=False)
+    ] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Continue in a background worker.")] = False,
+    device: Annotated[
+        Device | None, typer.Option("--device", help="Where to train [default: as before]", show_default=False)
+    ] = None,
+    json_out: JsonOpt = False,
+    art: ArtOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Continue a stopped, crashed, failed or (with --steps) completed run from its last checkpoint."""
+    from core.store import open_store
+    from core.worker import spawn_worker
+
+    with open_store(db, write=True) as store:
+        run = store.prepare_resume(run_ref, total_steps=steps)
+        db_path = store.path
+    dev = device.value if device is not None else None
+    if detach:
+        proc = spawn_worker(db_path, run.id, device=dev)
+        with open_store(db_path) as store:
+            run = store.get_run(run.id)
+        if json_out:
+            print_json(run.to_json())
+        else:
+            make_console().print(
+                f"run [bold]{run.id}[/] ({run.name}) resumed in the background (pid {proc.pid})", highlight=False
+            )
+        return
+    _train_foreground(db_path, run.id, json_out=json_out, art=art, device=dev)

@@ -1,0 +1,104 @@
+"""A run's figures as both faces show them: which metrics a run ends with, what each quality
+figure means, which way is better, how a figure is written, and runs ranked by one.
+
+``ddpm compare``, ``ddpm show``, ``ddpm eval`` and the dashboard's compare screen all read
+these, so a run reads the same in the terminal and in the dashboard. Light on purpose: no
+torch, no Typer, and Rich only when a table is drawn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ddpm_tui.format import duration
+
+if TYPE_CHECKING:
+    from core.store import Run, Store
+
+FIGURE_HELP = {
+    "fid": "Frechet distance of judge features to the test split; lower is better",
+    "kid": "kernel distance (unbiased, can dip below 0); lower is better",
+    "kid_std": "spread of KID over random subsets",
+    "confident": "share the judge reads with max softmax > 0.9; higher is better",
+    "class_entropy": "coverage of the ten classes: 1 = all equally, 0 = one class",
+    "curve_distance": "mean distance of samples to the S-curve; lower is better",
+    "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
+}
+LOWER_IS_BETTER = {"fid", "kid", "kid_std", "curve_distance", "swd", "loss"}
+
+
+def figure(name: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if name == "confident":
+        return f"{v:.1%}"
+    if name in ("fid",):
+        return f"{v:.2f}"
+    return f"{v:.4f}"
+
+
+def figures_table(figures: dict, floor: dict, n: int):
+    """Figures beside the floor (the same figures for n real examples)."""
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold", pad_edge=False)
+    t.add_column("figure")
+    t.add_column("samples", justify="right")
+    t.add_column(f"floor ({n:,} real)", justify="right")
+    t.add_column("", style="dim")
+    for k, v in figures.items():
+        t.add_row(k, figure(k, v), figure(k, floor.get(k)), FIGURE_HELP.get(k, ""))
+    return t
+
+
+def final_metrics(store: Store, run: Run) -> dict[str, Any]:
+    latest = store.latest_metrics(run.id)
+    out: dict[str, Any] = {
+        "status": run.status,
+        "step": run.step,
+        "loss": run.last_loss,
+        "images/s": round(run.images_per_s) if run.images_per_s else None,
+        "trained": None,
+        "parameters": run.n_params,
+    }
+    out["trained"] = duration(run.elapsed_s) if run.elapsed_s else "-"
+    for k, (_, v) in sorted(latest.items()):
+        if k not in ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s"):
+            out[k] = v
+    return out
+
+
+def metrics_table(runs: list[Run], finals: dict[int, dict], **table_options):
+    """Runs in columns, a row for every metric any of them has (in the order they first
+    appear), statuses in their colours. ``table_options`` go to :class:`rich.table.Table`."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from ddpm_tui.format import STATUS_STYLE, number
+
+    t = Table(box=None, header_style="bold", **table_options)
+    t.add_column("")
+    for r in runs:
+        t.add_column(f"{r.id} {r.name}", justify="right")
+    names: list[str] = []
+    for f in finals.values():
+        names += [k for k in f if k not in names]
+    for k in names:
+        cells = [finals[r.id].get(k) for r in runs]
+        if k == "status":
+            row = [Text(str(c), style=STATUS_STYLE.get(str(c), "")) for c in cells]
+        else:
+            row = [Text(number(c) if not isinstance(c, str) else c) for c in cells]
+        t.add_row(k, *row)
+    return t
+
+
+def ranked(rs: list[Run], finals: dict[int, dict], metric: str) -> list[Run]:
+    """Best first; runs without the metric last."""
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+
+    def key(r: Run):
+        v = finals[r.id].get(metric)
+        return (0, sign * v) if isinstance(v, (int, float)) else (1, 0.0)
+
+    return sorted(rs, key=key)
