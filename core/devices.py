@@ -67,6 +67,26 @@ class Accelerators:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
+    def summary(self) -> str:
+        """One line about what this host offers a run."""
+        if self.cuda:
+            names = sorted(set(self.names))
+            return f"{self.cuda} CUDA GPU{'s' if self.cuda != 1 else ''} ({', '.join(names)})"
+        if self.mps:
+            return "Apple MPS"
+        if self.driver:
+            return "CPU only: " + self.no_cuda_reason()
+        return f"CPU only ({self.cpu_cores} cores)"
+
+    def choices(self) -> list[str]:
+        """The device requests this host can honour, for pickers."""
+        out = ["auto", "cpu"]
+        if self.cuda:
+            out += ["cuda"] + [f"cuda:{i}" for i in range(self.cuda)]
+        if self.mps:
+            out.append("mps")
+        return out
+
     def no_cuda_reason(self) -> str:
         """Why there is no CUDA here, in words a user can act on."""
         if self.driver and self.torch_cuda is None:
@@ -160,6 +180,14 @@ def resolve(request: str | None, acc: Accelerators) -> str:
         have = "cuda:0" if acc.cuda == 1 else f"cuda:0 to cuda:{acc.cuda - 1}"
         raise DeviceError(f"--device {text}: this machine has {acc.cuda} CUDA GPU{'s' if acc.cuda != 1 else ''} ({have})")
     return f"cuda:{index}"
+
+
+def resolve_here(request: str | None) -> str:
+    """:func:`resolve` against this process's devices, probing torch only when the answer
+    depends on them (``cpu`` needs no probe, and no torch)."""
+    if parse(request) == "cpu":
+        return "cpu"
+    return resolve(request, probe())
 
 
 def device_type(device: str) -> str:

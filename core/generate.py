@@ -14,6 +14,8 @@ evaluation and the trainer's own grids are drawn the same way.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,40 @@ def load_for_sampling(path: Path | str, device: torch.device, use_ema: bool = Tr
         raise CheckpointError(f"checkpoint {path} does not hold a usable model: {str(e).splitlines()[0][:200]}") from None
     net = place_model(net, device).eval()
     return net, Diffusion.from_schedule(cfg.schedule, cfg.T, device), cfg, int(state["step"])
+
+
+@dataclass
+class Drawn:
+    """Samples drawn from a checkpoint, as the faces show and save them."""
+
+    data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
+    frames: list[np.ndarray]  # the denoising of the first batch, x_t as stored data, oldest first
+    timesteps: list[int]
+    cfg: RunConfig
+    step: int  # the checkpoint's training step
+    spec: SamplingSpec
+    seed: int
+    device: str
+    seconds: float
+
+
+def draw(
+    path: Path | str,
+    n: int,
+    spec: SamplingSpec,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    trajectory_frames: int = 0,
+) -> Drawn:
+    """``n`` samples from a checkpoint's EMA weights under ``spec``: what ``ddpm sample``,
+    ``ddpm eval`` and the dashboard's sample and explore screens all do."""
+    from core.train import resolve_device
+
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    net, diffusion, cfg, step = load_for_sampling(path, dev)
+    t0 = time.perf_counter()
+    res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames)
+    seconds = time.perf_counter() - t0
+    frames = [to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg) for x in res.xt]
+    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds)

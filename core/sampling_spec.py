@@ -93,3 +93,26 @@ class Protocol:
         """From an ``evals`` row (sampler, steps, eta, n, seed)."""
         spec = SamplingSpec(str(row["sampler"]), int(row["steps"]), float(row["eta"]))
         return cls(spec, int(row["n"]), int(row.get("seed") or 0))
+
+
+def shared_protocol(evals_by_run: dict[int, list[dict]]) -> str | None:
+    """The protocol to compare runs under: the one the most runs were evaluated under (ties
+    go to the one used most recently). ``evals_by_run`` holds each run's ``evals`` rows, each
+    with its ``protocol`` key and ``time``; None when no run has been evaluated."""
+    runs_with: dict[str, set[int]] = {}
+    last_used: dict[str, float] = {}
+    for run, rows in evals_by_run.items():
+        for r in rows:
+            runs_with.setdefault(r["protocol"], set()).add(run)
+            last_used[r["protocol"]] = max(last_used.get(r["protocol"], 0.0), float(r.get("time") or 0.0))
+    if not runs_with:
+        return None
+    return max(runs_with, key=lambda k: (len(runs_with[k]), last_used[k]))
+
+
+def latest_under(rows: list[dict], protocol: str | None) -> dict | None:
+    """A run's latest evaluation under one protocol (its ``evals`` rows, oldest first)."""
+    for r in reversed(rows):
+        if r["protocol"] == protocol:
+            return r
+    return None

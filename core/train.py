@@ -103,7 +103,7 @@ Event = Metrics | Samples | CheckpointSaved | Evaluated | Finished
 def resolve_device(name: str | None = "auto") -> torch.device:
     """The torch device a request gets here (see :func:`core.devices.resolve`, the one place
     requests are checked); a request this host cannot honour is a one-line error."""
-    return torch.device(devices.resolve(name, devices.probe()))
+    return torch.device(devices.resolve_here(name))
 
 
 def lr_factor(step: int, progress: float, warmup: int, decay: str) -> float:

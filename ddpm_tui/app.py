@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import ModalScreen, Screen
 
+from core.devices import Accelerators
 from core.errors import DDPMError
 from core.store import Run, Store, StoreError, check_tag, open_store
 from ddpm_tui.screens.base import DataScreen
@@ -84,11 +86,22 @@ class DdpmApp(App[None]):
         Binding("ctrl+p", "command_palette", "Command palette", show=False),
     ]
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_s: float = POLL_S,
+        accelerators: Accelerators | None = None,
+    ) -> None:
         super().__init__()
         self.store = store
         self.clock = clock
         self.poll_s = poll_s
+        # What torch can use here, asked of a child process (the dashboard never imports
+        # torch); tests pass it in. None until known.
+        self.accelerators = accelerators
+        self._probe = accelerators is None
         self.art_mode = default_art_mode()
         self._version: tuple[int, int] | None = None
         self._last_full = 0.0
@@ -98,6 +111,27 @@ class DdpmApp(App[None]):
         self._version = self._data_version()
         self._last_full = time.monotonic()
         self.set_interval(self.poll_s, self.poll)
+        if self._probe:
+            self.probe_devices()
+
+    @work(thread=True, exclusive=True, group="devices")
+    def probe_devices(self) -> None:
+        from core.devices import probe_isolated
+
+        try:
+            acc = probe_isolated()
+        except DDPMError as e:
+            self.call_from_thread(self.notify, str(e), severity="warning", timeout=8)
+            return
+        self.call_from_thread(self.devices_ready, acc)
+
+    def devices_ready(self, acc: Accelerators) -> None:
+        """The host's devices are known: screens that offer them (the new-run form) update."""
+        self.accelerators = acc
+        for screen in self.screen_stack:
+            ready = getattr(screen, "devices_ready", None)
+            if ready is not None:
+                ready(acc)
 
     # ---- polling ---------------------------------------------------------------------
 

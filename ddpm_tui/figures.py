@@ -51,21 +51,33 @@ def figures_table(figures: dict, floor: dict, n: int):
     return t
 
 
-def final_metrics(store: Store, run: Run) -> dict[str, Any]:
-    latest = store.latest_metrics(run.id)
-    out: dict[str, Any] = {
-        "status": run.status,
-        "step": run.step,
-        "loss": run.last_loss,
-        "images/s": round(run.images_per_s) if run.images_per_s else None,
-        "trained": None,
-        "parameters": run.n_params,
-    }
-    out["trained"] = duration(run.elapsed_s) if run.elapsed_s else "-"
-    for k, (_, v) in sorted(latest.items()):
-        if k not in ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s"):
-            out[k] = v
-    return out
+TRAINING_METRICS = ("loss", "lr", "grad_norm", "images_per_s", "elapsed_s")
+
+
+def final_metrics(store: Store, runs: list[Run]) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """Each run's final figures, and the protocol its quality figures were all measured
+    under: the one most of the runs were evaluated with (see ``shared_protocol``). A run not
+    evaluated under it shows no quality figures rather than figures of another protocol."""
+    from core.sampling_spec import latest_under, shared_protocol
+
+    evals = {r.id: store.evals(r.id) for r in runs}
+    protocol = shared_protocol(evals)
+    out: dict[int, dict[str, Any]] = {}
+    for run in runs:
+        row: dict[str, Any] = {
+            "status": run.status,
+            "step": run.step,
+            "loss": run.last_loss,
+            "images/s": round(run.images_per_s) if run.images_per_s else None,
+            "trained": duration(run.elapsed_s) if run.elapsed_s else "-",
+            "parameters": run.n_params,
+        }
+        ev = latest_under(evals[run.id], protocol)
+        if ev is not None:
+            row["figures at step"] = ev["step"]
+            row.update(ev["figures"])
+        out[run.id] = row
+    return out, protocol
 
 
 def metrics_table(runs: list[Run], finals: dict[int, dict], **table_options):

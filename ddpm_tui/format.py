@@ -108,13 +108,26 @@ def _norm(v: Any) -> Any:
 
 def run_facts(run: Any, now: float | None = None) -> list[tuple[str, str]]:
     """The facts about a run that `ddpm show` and the dashboard's run screen both list."""
+    env = getattr(run, "env", None) or {}
+    hardware = env.get("gpu") or env.get("cpu")
+    detail = ", ".join(x for x in (hardware, env.get("precision"), "data on the host" if env.get("data") == "host" else "") if x)
     rows = [
-        ("device", run.device + (f", pid {run.pid} on {run.host}" if run.active and run.pid else "")),
+        ("device", run.device + (f" ({detail})" if detail else "") + (f", pid {run.pid} on {run.host}" if run.active and run.pid else "")),
         ("created", f"{age(run.created, now)} ago" + (f", trained {duration(run.elapsed_s)}" if run.elapsed_s else "")),
         ("loss", number(run.last_loss)),
         ("throughput", f"{number(run.images_per_s and round(run.images_per_s))} images/s"),
         ("parameters", number(run.n_params)),
     ]
+    if env:
+        rows.append(("software", software(env)))
     if run.tags:
         rows.append(("tags", ", ".join(run.tags)))
     return rows
+
+
+def software(env: dict) -> str:
+    """``torch 2.14.1, CUDA 13.0, Python 3.11.7, ddpm-tui 0.1.0 on host``: where a run trained."""
+    parts = [f"torch {env['torch']}" if env.get("torch") else "", f"CUDA {env['cuda']}" if env.get("cuda") else "",
+             f"Python {env['python']}" if env.get("python") else "", f"ddpm-tui {env['ddpm_tui']}" if env.get("ddpm_tui") else ""]  # fmt: skip
+    text = ", ".join(p for p in parts if p)
+    return text + (f" on {env['host']}" if env.get("host") else "")

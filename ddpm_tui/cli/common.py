@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from core.choices import ETA_MAX
+from core.choices import ETA_MAX, SAMPLERS
 from core.errors import DDPMError
 
 if TYPE_CHECKING:
@@ -28,15 +29,8 @@ if TYPE_CHECKING:
     from core.store import Run, Store
 
 
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Sampler(str, enum.Enum):
-    ddpm = "ddpm"
-    ddim = "ddim"
+# The sampler names the engine offers (core.choices, free of torch).
+Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, type=str)
 
 
 class Art(str, enum.Enum):
@@ -55,15 +49,49 @@ ArtOpt = Annotated[
     typer.Option("--art", help="Terminal art: half blocks, braille or ascii [default: by terminal]", show_default=False),
 ]
 RunArg = Annotated[str, typer.Argument(help="Run id or name.", show_default=False)]
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN passes every range check, so refuse non-finite numbers here."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def device_option(value: str | None) -> str | None:
+    """Option callback: a malformed --device is a usage error; whether this host has the
+    device is decided where the run is resolved (core.devices.resolve)."""
+    from core.devices import DeviceError, parse
+
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except DeviceError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 EtaOpt = Annotated[
     float | None,
     typer.Option(
         "--eta",
         min=0.0,
         max=ETA_MAX,
+        callback=finite,
         help="DDIM noise: 0 deterministic, 1 like DDPM, more adds noise [default: the run's]",
         show_default=False,
     ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", callback=device_option, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then the CPU)."),
+]
+SamplerOpt = Annotated[
+    Sampler | None,
+    typer.Option("--sampler", help=f"{' or '.join(SAMPLERS)} [default: the run's]", show_default=False),
+]
+StepsOpt = Annotated[
+    int | None, typer.Option("--steps", min=1, help="Sampler steps (ddim) [default: the run's]", show_default=False)
 ]
 
 

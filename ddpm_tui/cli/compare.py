@@ -37,18 +37,20 @@ def compare_cmd(
         rs = [store.get_run(r) for r in runs]
         if len({r.id for r in rs}) < len(rs):
             raise UserError("the same run is named twice; name different runs")
-        finals = {r.id: final_metrics(store, r) for r in rs}
+        finals, protocol = final_metrics(store, rs)
         if rank is not None:
             if not any(isinstance(finals[r.id].get(rank), (int, float)) for r in rs):
                 raise UserError(f"--rank {rank}: none of these runs has that metric (evaluate them with ddpm eval RUN)")
             rs = ranked(rs, finals, rank)
+        missing = [r.id for r in rs if protocol is not None and "figures at step" not in finals[r.id]]
         diffs = config_differences([r.config for r in rs])
         curves = {f"{r.id} {r.name}": store.series(r.id, "loss") for r in rs}
         samples = {r.id: store.latest_samples(r.id) for r in rs}
     if json_out:
-        doc = {"runs": [r.to_json() for r in rs], "config_differences": diffs, "metrics": {str(k): v for k, v in finals.items()}}
+        doc = {"runs": [r.to_json() for r in rs], "config_differences": diffs, "metrics": {str(k): v for k, v in finals.items()},
+               "protocol": protocol}  # fmt: skip
         if rank is not None:
-            doc["ranking"] = {"metric": rank, "order": [r.id for r in rs]}
+            doc["ranking"] = {"metric": rank, "order": [r.id for r in rs], "protocol": protocol}
         print_json(doc)
         return
     from rich.table import Table
@@ -76,7 +78,12 @@ def compare_cmd(
         else "final metrics"
     )
     console.print(f"[bold]{title}[/]")  # not a table title, which would wrap to the table's width
+    if protocol is not None:
+        console.print(f"[dim]quality figures: {protocol}, the protocol most of these runs were judged under[/]", highlight=False)
     console.print(metrics_table(rs, finals))
+    if missing:
+        ids = " ".join(map(str, missing))
+        console.print(f"[yellow]not judged under that protocol: {ids}[/] (ddpm eval RUN with the same --sampler, --steps and --n)")
     for r in rs:
         s = samples[r.id]
         if s is None:

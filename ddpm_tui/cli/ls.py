@@ -39,9 +39,10 @@ def ls_cmd(
         return
     with open_store(db) as store:
         runs = store.list_runs(status=status, tag=tag)
-        fids = store.latest_metric_for_all("fid")
+        fids = store.latest_figure_for_all("fid")
     if json_out:
-        print_json([{**r.to_json(), "fid": fids.get(r.id)} for r in runs])
+        print_json([{**r.to_json(), "fid": fids[r.id][0] if r.id in fids else None,
+                     "fid_protocol": fids[r.id][1] if r.id in fids else None} for r in runs])  # fmt: skip
         return
     console = make_console()
     if not runs:
@@ -57,10 +58,16 @@ def ls_cmd(
         if col == "fid" and not fids:
             continue
         table.add_column(col, justify=justify, no_wrap=col != "tags")
+    # Each run's latest FID; those measured under a protocol other than the most common one
+    # are marked, since FIDs of different protocols are not comparable.
+    shown = [fids[r.id][1] for r in runs if r.id in fids]
+    usual = max(set(shown), key=shown.count) if shown else None
     for r in runs:
-        fid = [f"{fids[r.id]:.2f}" if r.id in fids else "-"] if fids else []
+        fid = [(f"{fids[r.id][0]:.2f}" + ("*" if fids[r.id][1] != usual else "")) if r.id in fids else "-"] if fids else []
         table.add_row(
             str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", f"{r.step:,}/{r.total_steps:,}",
             number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
         )  # fmt: skip
     console.print(table)
+    if len(set(shown)) > 1:
+        console.print(f"[dim]fid: {usual}; * under another protocol (ddpm show RUN says which)[/]", highlight=False)

@@ -22,10 +22,11 @@ from ddpm_tui.cli.common import (
     Art,
     ArtOpt,
     DbOpt,
-    Device,
+    DeviceOpt,
     JsonOpt,
     RunArg,
     command,
+    device_option,
     fail,
     make_console,
     parse_sets,
@@ -136,15 +137,13 @@ def _silence_terminal() -> None:
 
 def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | None, device: str | None = None) -> None:
     from core.store import Store
+    from core.worker import install_stop_signals, restore_signals  # light: the engine loads in train_run
 
     console = make_console(stderr=json_out)
     view = ProgressView(console)
     stop = threading.Event()
 
-    def on_signal(signum: int, frame) -> None:
-        if signum == signal.SIGINT and stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
+    def on_signal(signum: int) -> None:  # after the shared handler asked the run to stop
         view.stopping = True
         if signum == signal.SIGHUP:
             view.live = False
@@ -152,7 +151,7 @@ def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | 
 
     # Handlers first, then the engine's import: a hang-up or Ctrl-C that comes while it
     # loads must still end the recorded run `stopped`, not kill it and leave it queued.
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = install_stop_signals(stop, on_signal)
     error: BaseException | None = None
     try:
         from core.worker import train_run
@@ -164,8 +163,7 @@ def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | 
         error = e
     finally:
         view.close()
-        for s, h in previous.items():
-            signal.signal(s, h)
+        restore_signals(previous)
 
     with Store(db_path, create=False) as store:
         run = store.get_run(run_id)
@@ -227,7 +225,7 @@ def run_cmd(
         str | None, typer.Option("--name", "-n", help="A unique name for the run [default: PRESET-ID]", show_default=False)
     ] = None,
     tags: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag the run; repeatable.")] = None,
-    device: Annotated[Device, typer.Option("--device", help="Where to train.")] = Device.auto,
+    device: DeviceOpt = "auto",
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Train in a background worker; print the run id and return.")
     ] = False,
@@ -247,19 +245,21 @@ def run_cmd(
     """Start a training run (in the foreground unless --detach)."""
     from core.config import default_preset
     from core.config import preset as make_preset
+    from core.devices import device_type, resolve_here
     from core.sources import check_available
     from core.store import open_store
     from core.worker import spawn_worker
 
+    resolved = resolve_here(device)  # a device this host lacks is refused before anything is recorded
     if preset is None:
-        preset = default_preset(_device_type(device))
+        preset = default_preset(device_type(resolved))
     overrides = parse_sets(sets or [])
     if eval_every is not None:
         overrides["eval_every"] = str(eval_every)
     cfg = make_preset(preset, overrides)
     check_available(cfg)
     with open_store(db, write=True, create=True) as store:
-        run = store.create_run(cfg.to_dict(), preset=preset, name=name, tags=tags or [], device=device.value)
+        run = store.create_run(cfg.to_dict(), preset=preset, name=name, tags=tags or [], device=device)
         db_path = store.path
     if detach:
         proc = spawn_worker(db_path, run.id)
@@ -277,14 +277,6 @@ def run_cmd(
     _train_foreground(db_path, run.id, json_out=json_out, art=art)
 
 
-def _device_type(device: Device) -> str:
-    if device is not Device.auto:
-        return device.value
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @command("resume")
 def resume_cmd(
     run_ref: RunArg,
@@ -293,20 +285,24 @@ def resume_cmd(
     ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Continue in a background worker.")] = False,
     device: Annotated[
-        Device | None, typer.Option("--device", help="Where to train [default: as before]", show_default=False)
+        str | None,
+        typer.Option("--device", callback=device_option, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps [default: as before]", show_default=False),
     ] = None,
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Continue a stopped, crashed, failed or (with --steps) completed run from its last checkpoint."""
+    from core.devices import resolve_here
     from core.store import open_store
     from core.worker import spawn_worker
 
+    if device is not None:
+        resolve_here(device)  # refused here, before the run is queued again
     with open_store(db, write=True) as store:
         run = store.prepare_resume(run_ref, total_steps=steps)
         db_path = store.path
-    dev = device.value if device is not None else None
+    dev = device
     if detach:
         proc = spawn_worker(db_path, run.id, device=dev)
         with open_store(db_path) as store:

@@ -13,10 +13,11 @@ from ddpm_tui.cli.common import (
     Art,
     ArtOpt,
     DbOpt,
-    Device,
+    DeviceOpt,
     EtaOpt,
     RunArg,
-    Sampler,
+    SamplerOpt,
+    StepsOpt,
     UserError,
     command,
     make_console,
@@ -31,14 +32,10 @@ if TYPE_CHECKING:
 def sample_cmd(
     run_ref: RunArg,
     n: Annotated[int, typer.Option("--n", min=1, max=10_000, help="How many samples.")] = 64,
-    sampler: Annotated[
-        Sampler | None, typer.Option("--sampler", help="ddpm (all T steps) or ddim [default: the run's]", show_default=False)
-    ] = None,
-    steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="DDIM steps [default: the run's]", show_default=False)
-    ] = None,
+    sampler: SamplerOpt = None,
+    steps: StepsOpt = None,
     eta: EtaOpt = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed draws the same samples.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed draws the same samples.")] = 0,
     checkpoint: Annotated[
         int | None, typer.Option("--checkpoint", help="Step of the checkpoint to use [default: the latest]", show_default=False)
     ] = None,
@@ -49,11 +46,12 @@ def sample_cmd(
         ),
     ] = None,
     trajectory: Annotated[bool, typer.Option("--trajectory", help="Animate the denoising in place.")] = False,
-    device: Annotated[Device, typer.Option("--device", help="Where to sample.")] = Device.auto,
+    device: DeviceOpt = "auto",
     art: ArtOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Draw samples from a run with its EMA weights."""
+    from core.sampling_spec import resolve_spec
     from core.store import open_store
     from ddpm_tui.sample_files import write_samples
 
@@ -65,48 +63,33 @@ def sample_cmd(
     with open_store(db) as store:
         run = store.get_run(run_ref)
         ck = store.checkpoint_at(run.id, checkpoint)
-    cfg_sampler = sampler.value if sampler else run.config.get("sampler", "ddim")
-    T = int(run.config["T"])
-    if cfg_sampler == "ddpm" and steps not in (None, T):
-        raise UserError(f"--sampler ddpm always takes T={T} steps; use --sampler ddim for --steps {steps}")
-    if steps is not None and steps > T:
-        raise UserError(f"--steps {steps} is more than the run's T={T}")
+    spec = resolve_spec(run.config, sampler.value if sampler else None, steps, eta)
 
-    from core.train import generate, load_for_sampling, resolve_device, to_numpy
+    from core.generate import draw
 
     console = make_console()
-    dev = resolve_device(device.value)
-    net, diffusion, cfg, step = load_for_sampling(ck.path, dev)
-    use_steps = (steps or cfg.sample_steps) if cfg_sampler == "ddim" else None
-    frames = 24 if trajectory else 0
-    t0 = time.perf_counter()
-    res = generate(net, diffusion, cfg, n, device=dev, sampler=cfg_sampler, steps=use_steps,
-                   eta=eta, seed=seed, trajectory_frames=frames)  # fmt: skip
-    seconds = time.perf_counter() - t0
-    data = to_numpy(res.x, cfg)
+    drawn = draw(ck.path, n, spec, seed=seed, device=device, trajectory_frames=24 if trajectory else 0)
     if trajectory and console.is_terminal:
-        _animate(console, res, cfg, art)
+        _animate(console, drawn, art)
     else:
-        console.print(samples_view(console, data, art))
-    label = f"{cfg_sampler}-{use_steps or T}"
+        console.print(samples_view(console, drawn.data, art))
     console.print(
-        f"{n} samples from run {run.id} ({run.name}) at step {step:,}, {label}, seed {seed}, in {seconds:.1f}s", highlight=False
+        f"{n} samples from run {run.id} ({run.name}) at step {drawn.step:,}, {spec.label}, seed {seed}, "
+        f"on {drawn.device}, in {drawn.seconds:.1f}s",
+        highlight=False,
     )
     if out is not None:
-        write_samples(out, data)
+        write_samples(out, drawn.data)
         console.print(f"wrote {out}", highlight=False)
 
 
-def _animate(console: Console, res, cfg, art: Art | None) -> None:
+def _animate(console: Console, drawn, art: Art | None) -> None:
     """The denoising, frame by frame, drawn in place (x_t from noise to the final samples)."""
     from rich.console import Group as RichGroup
     from rich.live import Live
     from rich.text import Text
 
-    from core.train import to_numpy
-
     with Live(console=console, refresh_per_second=12, transient=False) as live:
-        for t, xt in zip(res.timesteps, res.xt):
-            frame = to_numpy(xt.clamp(-1, 1) if cfg.is_image else xt, cfg)
+        for t, frame in zip(drawn.timesteps, drawn.frames):
             live.update(RichGroup(samples_view(console, frame, art), Text(f"t = {t}", style="dim")))
             time.sleep(0.08)

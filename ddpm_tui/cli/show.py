@@ -49,14 +49,11 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
             console.print(Text.from_ansi(chart))
         ev = store.latest_eval(run.id)
         if ev is not None:
-            console.print(
-                f"[bold]quality[/] at step {ev['step']:,}: {ev['n']:,} samples, {ev['sampler']}-{ev['steps']}, seed {ev['seed']}",
-                highlight=False,
-            )
+            console.print(f"[bold]quality[/] at step {ev['step']:,}: {ev['protocol']}, seed {ev['seed']}", highlight=False)
             console.print(figures_table(ev["figures"], ev["floor"], ev["n"]))
         latest = store.latest_samples(run.id)
         if latest is not None:
-            what = f"samples at step {latest.step:,} ({latest.sampler}-{latest.steps}, EMA weights)"
+            what = f"samples at step {latest.step:,} ({latest.label}, EMA weights)"
             console.print(f"[bold]{what}[/]")
             console.print(samples_view(console, latest.data, art))
         ckpts = store.checkpoints(run.id)

@@ -76,9 +76,11 @@ class CompareScreen(DataScreen):
             return
         self.differences = config_differences([r.config for r in runs])
         self.query_one("#compare-config", Static).update(differences_table(runs, self.differences))
-        finals = {r.id: final_metrics(self.store, r) for r in runs}
+        finals, protocol = final_metrics(self.store, runs)
+        caption = f"quality figures: {protocol}" if protocol else None
         self.query_one("#compare-metrics", Static).update(
-            metrics_table(runs, finals, title="metrics", title_justify="left", title_style="bold", pad_edge=False)
+            metrics_table(runs, finals, title="metrics", title_justify="left", title_style="bold", pad_edge=False,
+                          caption=caption, caption_justify="left", caption_style="dim")  # fmt: skip
         )
         key = tuple((r.id, r.step, r.stored_status) for r in runs)
         if key != self._curve_key:

@@ -238,19 +238,16 @@ class ExploreScreen(DataScreen):
     @work(thread=True, exclusive=True, group="explore-reverse")
     def sample_reverse(self, path: str) -> None:
         try:
-            from core.train import generate, load_for_sampling, resolve_device
+            from core.generate import draw
+            from core.sampling_spec import resolve_spec
             from ddpm_tui.screens.sample import share_cores
 
             share_cores(self.store.path)
-            dev = resolve_device("auto")
-            net, diffusion, cfg, step = load_for_sampling(path, dev)
-            res = generate(net, diffusion, cfg, POINTS, device=dev, sampler="ddim", steps=cfg.sample_steps, seed=self.seed,
-                           trajectory_frames=REVERSE_FRAMES)  # fmt: skip
-            frames = [x.float().numpy() for x in res.xt]
+            drawn = draw(path, POINTS, resolve_spec(self.run.config), seed=self.seed, trajectory_frames=REVERSE_FRAMES)
         except Exception as e:
             self.app.call_from_thread(self.notify, f"sampling failed: {type(e).__name__}: {e}", severity="error")
             return
-        self.app.call_from_thread(self._reverse_ready, frames, list(res.timesteps))
+        self.app.call_from_thread(self._reverse_ready, drawn.frames, drawn.timesteps)
 
     def _reverse_ready(self, frames: list, timesteps: list[int]) -> None:
         self.reverse, self.reverse_t = frames, timesteps

@@ -6,9 +6,7 @@ records the run and spawns a detached worker, exactly as ``ddpm run --detach``."
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +15,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from core import choices
 from core.config import FIELDS, PRESET_HELP, PRESETS, ConfigError, RunConfig, default_preset, parse_value, replace
+from core.devices import Accelerators, DeviceError, device_type, resolve
 from core.store import StoreError, check_name, check_tag
 from ddpm_tui.screens.base import DataScreen
 
@@ -50,11 +49,6 @@ def is_bool(name: str) -> bool:
     return typing.get_type_hints(RunConfig)[name] is bool
 
 
-def guess_preset() -> str:
-    """The CLI's default (classic on a GPU, quick on a CPU), without importing torch."""
-    return default_preset("cuda" if Path("/proc/driver/nvidia/gpus").exists() and os.listdir("/proc/driver/nvidia/gpus") else "cpu")
-
-
 class NewRunScreen(DataScreen):
     """Every RunConfig field, validated live; ctrl+s launches a background worker."""
 
@@ -68,7 +62,10 @@ class NewRunScreen(DataScreen):
 
     def __init__(self, preset_name: str | None = None) -> None:
         super().__init__()
-        self.preset_name = preset_name or guess_preset()
+        # Until the host's devices are known (the app asks torch in a child process), the
+        # CPU's preset; then the default for the device a run would get, unless one was chosen.
+        self.preset_name = preset_name or default_preset("cpu")
+        self.preset_chosen = preset_name is not None
         self.errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -83,6 +80,7 @@ class NewRunScreen(DataScreen):
                 yield from self._field("name", Input(placeholder="PRESET-ID (default)", compact=True, id="f-name"))
                 yield from self._field("tags", Input(placeholder="space separated", compact=True, id="f-tags"))
                 yield from self._field("device", Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, compact=True, id="device"))
+                yield Static("this machine: asking torch...", id="form-devices", classes="form-note")
             base = self.base()
             grid: list = []
             sections: list[tuple[str, list]] = []
@@ -119,6 +117,25 @@ class NewRunScreen(DataScreen):
         self.sub_title = str(self.store.path)
         self.query_one("#preset", Select).focus()
         self.validate()
+        if self.ddpm.accelerators is not None:
+            self.devices_ready(self.ddpm.accelerators)
+
+    def devices_ready(self, acc: Accelerators) -> None:
+        """Offer the devices this host has, say what it has (and why not CUDA, when a driver
+        is there but torch cannot use it), and default the preset to that device's."""
+        device = self.query_one("#device", Select)
+        current = device.value
+        with self.prevent(Select.Changed):
+            device.set_options([(d, d) for d in acc.choices()])
+            device.value = current if current in acc.choices() else "auto"
+        self.query_one("#form-devices", Static).update(f"this machine: {acc.summary()}")
+        if not self.preset_chosen:
+            best = default_preset(device_type(resolve("auto", acc)))
+            if best != self.preset_name:
+                self.preset_name = best
+                with self.prevent(Select.Changed):
+                    self.query_one("#preset", Select).value = best
+                self.action_reset()
 
     def base(self) -> RunConfig:
         return dataclasses.replace(RunConfig(), **PRESETS[self.preset_name])
@@ -190,6 +207,7 @@ class NewRunScreen(DataScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset" and event.value != self.preset_name and isinstance(event.value, str):
             self.preset_name = event.value
+            self.preset_chosen = True
             self.action_reset()
             return
         self.validate()
@@ -227,6 +245,12 @@ class NewRunScreen(DataScreen):
         name = self.query_one("#f-name", Input).value.strip() or None
         tags = self.query_one("#f-tags", Input).value.split()
         device = str(self.query_one("#device", Select).value)
+        if self.ddpm.accelerators is not None:
+            try:
+                resolve(device, self.ddpm.accelerators)
+            except DeviceError as e:
+                self.notify(str(e), severity="error", timeout=8)
+                return
         run = self.guard(self.store.create_run, cfg.to_dict(), preset=self.preset_name, name=name, tags=tags, device=device)
         if run is None:
             return

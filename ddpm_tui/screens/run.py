@@ -131,7 +131,7 @@ class RunScreen(DataScreen):
         ev = self.guard(self.store.latest_eval, run.id)
         if ev:
             figs = "  ".join(f"{k} {number(v)}" for k, v in ev["figures"].items())
-            rows.append(("quality", f"{figs}  (step {ev['step']:,}, n={ev['n']:,})"))
+            rows.append(("quality", f"{figs}  (step {ev['step']:,}, {ev['protocol']})"))
         if run.error:
             rows.append(("error", Text(run.error, style="red")))
         if run.status == "crashed":
@@ -182,7 +182,7 @@ class RunScreen(DataScreen):
             title.update("samples")
             return
         art.set_data(latest.data)
-        title.update(f"samples at step {latest.step:,} ({latest.sampler}-{latest.steps}, EMA weights)")
+        title.update(f"samples at step {latest.step:,} ({latest.label}, EMA weights)")
 
     def _checkpoints(self, run: Run) -> None:
         ckpts = self.guard(self.store.checkpoints, run.id) or []

@@ -9,7 +9,7 @@ sampling itself is the CLI's: :func:`core.train.load_for_sampling` and
 
 from __future__ import annotations
 
-import time
+import math
 from pathlib import Path
 
 from textual import work
@@ -20,6 +20,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from core.choices import ETA_MAX
+from core.sampling_spec import SamplingError, resolve_spec
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
 
@@ -170,6 +171,9 @@ class SampleScreen(DataScreen):
             except ValueError:
                 problems.append(f"{what}: {text!r} is not a {'whole ' if kind is int else ''}number")
                 return None
+            if not math.isfinite(v):
+                problems.append(f"{what}: {text!r} is not a finite number")
+                return None
             if v < lo or v > hi:
                 problems.append(f"{what}: must be between {lo} and {hi}")
             return v
@@ -178,10 +182,16 @@ class SampleScreen(DataScreen):
         eta = num("#s-eta", float, 0.0, ETA_MAX, "eta")
         seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
         n = num("#s-n", int, 1, 1024, "count")
+        spec = None
+        if not problems:
+            try:
+                spec = resolve_spec(run.config, sampler, steps if sampler == "ddim" else None, eta if sampler == "ddim" else None)
+            except SamplingError as e:
+                problems.append(str(e))
         err.update("\n".join(problems))
         if problems:
             return None
-        return {"run": run, "step": ck, "sampler": sampler, "steps": steps, "eta": eta, "seed": seed, "n": n}
+        return {"run": run, "step": ck, "spec": spec, "seed": seed, "n": n}
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "sample-go":
@@ -209,27 +219,19 @@ class SampleScreen(DataScreen):
     @work(thread=True, exclusive=True, group="sample")
     def sample(self, path: str, args: dict) -> None:
         worker = get_current_worker()
-        t0 = time.perf_counter()
         try:
-            from core.train import generate, load_for_sampling, resolve_device, to_numpy
+            from core.generate import draw
 
             share_cores(self.store.path)
-            dev = resolve_device("auto")
-            net, diffusion, cfg, step = load_for_sampling(path, dev)
-            steps = args["steps"] if args["sampler"] == "ddim" else None
-            res = generate(net, diffusion, cfg, args["n"], device=dev, sampler=args["sampler"], steps=steps, eta=args["eta"],
-                           seed=args["seed"], trajectory_frames=MAX_FRAMES)  # fmt: skip
-            frames = [to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg) for x in res.xt]
-            final = to_numpy(res.x, cfg)
+            drawn = draw(path, args["n"], args["spec"], seed=args["seed"], device="auto", trajectory_frames=MAX_FRAMES)
         except Exception as e:
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._failed, f"{type(e).__name__}: {e}")
             return
-        seconds = time.perf_counter() - t0
-        label = f"{args['sampler']}-{steps or cfg.T}"
-        meta = f"{args['n']} samples from run {args['run'].id} at step {step:,}, {label}, eta {args['eta']:g}, seed {args['seed']}, in {seconds:.1f}s"
+        meta = (f"{args['n']} samples from run {args['run'].id} at step {drawn.step:,}, {drawn.spec.label}, seed {args['seed']}, "
+                f"on {drawn.device}, in {drawn.seconds:.1f}s")  # fmt: skip
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._play, frames, list(res.timesteps), final, meta)
+            self.app.call_from_thread(self._play, drawn.frames, drawn.timesteps, drawn.data, meta)
 
     def _failed(self, message: str) -> None:
         self.query_one("#sample-status", Static).update(f"[red]sampling failed: {message}[/]")

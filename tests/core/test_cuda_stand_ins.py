@@ -98,7 +98,7 @@ def test_an_optimizer_and_ema_update_never_waits_for_the_gpu(fused):
         ema = EMA(model)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
         with NoHostSync():
-            for step in range(2):
+            for _ in range(2):
                 gnorm = apply_update(model, opt, ema, lr=1e-3, grad_clip=1.0, ema_decay=0.9)
         assert gnorm.device.type == "cuda" and ema.updates == 2
         assert all(p.device.type == "cuda" for p in ema.module.parameters())

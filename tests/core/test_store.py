@@ -166,7 +166,7 @@ def test_figures_are_series_per_protocol(tmp_path):
 # ---- what the faces ask of the store -------------------------------------------------------
 
 
-def _run(status: str, pid: int | None = None) -> Run:
+def _row(status: str, pid: int | None = None) -> Run:
     return Run(id=1, name="r", preset="smoke", status=status, config={}, device="cpu", total_steps=10, pid=pid)
 
 
@@ -183,7 +183,7 @@ def _run(status: str, pid: int | None = None) -> Run:
     ],
 )
 def test_has_worker_is_running_or_queued_with_a_pid(status, pid, expected):
-    assert _run(status, pid).has_worker is expected
+    assert _row(status, pid).has_worker is expected
 
 
 def test_runs_with_checkpoints_names_only_runs_that_have_one(tmp_path):

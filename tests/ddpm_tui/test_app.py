@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from core.devices import Accelerators
 from core.store import Store
 from tests.ddpm_tui.conftest import FAST, LONG, Cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (140, 45)
 FROZEN = 1_750_000_000.0  # "now" for snapshot ages
+FROZEN_ENV = {"device": "cpu", "cpu": "Test CPU 2-core", "precision": "fp32", "data": "device", "host": "host",
+              "torch": "2.14.1", "python": "3.11.7", "ddpm_tui": "0.1.0"}  # fmt: skip
 
 
 # ---- fixtures -----------------------------------------------------------------------------
@@ -79,6 +82,7 @@ def workers():
 def make_app(db: Path, **kw):
     from ddpm_tui.app import DdpmApp
 
+    kw.setdefault("accelerators", Accelerators(cpu_cores=2))  # a CPU host, without asking torch in a child
     return DdpmApp(Store(db), poll_s=0.1, **kw)
 
 
@@ -462,8 +466,8 @@ def frozen_db(db, monkeypatch) -> Path:
     with sqlite3.connect(db) as con:
         con.execute(
             "UPDATE runs SET created = ? - 3600 * id, started = ? - 3600 * id + 1, ended = ? - 3600 * id + 3, heartbeat = NULL,"
-            " elapsed_s = 2.0, images_per_s = 1000.0 + id, device = 'cpu', host = 'host', last_loss = 0.5 / id",
-            (FROZEN, FROZEN, FROZEN),
+            " elapsed_s = 2.0, images_per_s = 1000.0 + id, device = 'cpu', host = 'host', last_loss = 0.5 / id, env = ?",
+            (FROZEN, FROZEN, FROZEN, json.dumps(FROZEN_ENV)),
         )
         con.execute("UPDATE metrics SET value = round(1.0 / (1 + step * run * 0.1), 4), time = ? + step", (FROZEN,))
         con.execute(
@@ -478,7 +482,7 @@ def frozen_db(db, monkeypatch) -> Path:
 def snapshot_app(path: Path):
     from ddpm_tui.app import DdpmApp
 
-    return DdpmApp(Store(path), clock=lambda: FROZEN)
+    return DdpmApp(Store(path), clock=lambda: FROZEN, accelerators=Accelerators(cpu_cores=2))
 
 
 def test_snapshot_runs(frozen_db, snap_compare):

@@ -83,6 +83,23 @@ def test_sample_writes_png_and_npy_reproducibly(cli, tmp_path):
 
     with Image.open(png) as im:
         assert im.size[0] > 28 and im.mode == "L"
+    res = cli("sample", "1", "--sampler", "ddpm", "--steps", "4")
+    assert res.exit_code == 1 and "always takes T=50 steps" in error_line(res)
+
+
+def test_two_seeds_share_no_sample_and_the_batch_never_matters(cli, tmp_path):
+    """Each sample depends on (seed, index) alone: --seed 0 and --seed 1 share no image (the
+    old per-batch seeds made them share all but one batch), and the first 4 of a draw of 8
+    are a draw of 4."""
+    assert cli("run", *FAST).exit_code == 0
+    draws = {}
+    for seed, n in ((0, 8), (1, 8), (0, 4)):
+        out = tmp_path / f"{seed}-{n}.npy"
+        assert cli("sample", "1", "--n", str(n), "--steps", "3", "--eta", "1", "--seed", str(seed), "--out", str(out)).exit_code == 0
+        draws[seed, n] = np.load(out)
+    assert not any(np.array_equal(a, b) for a in draws[0, 8] for b in draws[1, 8])
+    # the same images; a batch of another size may round one pixel level differently
+    assert np.abs(draws[0, 8][:4].astype(int) - draws[0, 4]).max() <= 1
 
 
 def test_detach_stop_and_resume(cli, reap_workers):
@@ -193,6 +210,11 @@ def test_bad_preset_and_bad_set_values_leave_no_row(cli):
         (["--preset", "smoke", "--set", "lr"], "KEY=VALUE"),
         (["--preset", "folder", "--set", "data_dir=/no/such/folder"], "not a folder"),
         (["--preset", "smoke", "--name", "../../etc"], "not allowed"),
+        (["--preset", "smoke", "--set", "ema_decay=nan"], "ema_decay: expected a finite number"),
+        (["--preset", "smoke", "--set", "grad_clip=inf"], "grad_clip: expected a finite number"),
+        (["--preset", "smoke", "--device", "cuda"], "no CUDA GPU; use --device cpu"),
+        (["--preset", "smoke", "--device", "cuda:5"], "no CUDA GPU"),
+        (["--preset", "smoke", "--device", "mps"], "MPS is not available"),
     ):
         res = cli("run", *args)
         assert res.exit_code == 1, (args, res.output)
@@ -201,7 +223,9 @@ def test_bad_preset_and_bad_set_values_leave_no_row(cli):
 
 
 def test_usage_errors_exit_2_with_one_line(cli):
-    for args in (["run", "--bogus"], ["ls", "--status"], ["sample", "1", "--n", "0"], ["frobnicate"], ["run", "--device", "tpu"]):
+    for args in (["run", "--bogus"], ["ls", "--status"], ["sample", "1", "--n", "0"], ["frobnicate"], ["run", "--device", "tpu"],
+                 ["sample", "1", "--eta", "nan"], ["eval", "1", "--eta", "inf"], ["run", "--device", "cuda:x"],
+                 ["sample", "1", "--sampler", "euler"]):  # fmt: skip
         res = cli(*args)
         assert res.exit_code == 2, (args, res.output)
         assert "--help" in error_line(res)

@@ -18,7 +18,8 @@ def test_eval_stores_figures_as_metrics_of_the_run(cli):
         assert (ev["n"], ev["sampler"], ev["steps"], ev["seed"]) == (40, "ddim", 5, 2) and ev["floor"] == doc["floor"]
     shown = cli.run(1)
     assert shown["eval"]["figures"] == doc["figures"] and shown["metrics"]["fid"]["step"] == 12
-    assert cli.json("ls")[0]["fid"] == doc["figures"]["fid"]
+    assert cli.json("ls")[0]["fid"] == doc["figures"]["fid"] and doc["protocol"] == "ddim-5 eta 0, n=40"
+    assert cli.json("ls")[0]["fid_protocol"] == doc["protocol"]
     text = cli("show", "1", "--art", "ascii").stdout
     assert "quality" in text and "floor (40 real)" in text
     assert "fid" in cli("ls").stdout
@@ -37,6 +38,23 @@ def test_compare_ranks_runs_by_fid(cli):
     assert res.exit_code == 1 and "none of these runs has that metric" in error_line(res)
 
 
+def test_compare_ranks_only_under_one_protocol(cli):
+    """Runs judged under different protocols are compared under the one most of them share;
+    a run judged only otherwise shows no quality figures and is named, never ranked with
+    figures of another protocol."""
+    for _ in range(3):
+        assert cli("run", *FAST).exit_code == 0
+    for ref, steps in (("1", "4"), ("2", "4"), ("3", "6")):
+        assert cli("eval", ref, "--n", "30", "--steps", steps).exit_code == 0
+    doc = cli.json("compare", "1", "2", "3", "--rank", "fid")
+    assert doc["protocol"] == doc["ranking"]["protocol"] == "ddim-4 eta 0, n=30"
+    assert "fid" not in doc["metrics"]["3"] and doc["ranking"]["order"][-1] == 3
+    text = cli("compare", "1", "2", "3", "--art", "ascii").stdout
+    assert "quality figures: ddim-4 eta 0, n=30" in text and "not judged under that protocol: 3" in text
+    ls = cli("ls").stdout
+    assert "fid: ddim-4 eta 0, n=30; * under another protocol" in ls
+
+
 def test_eval_every_judges_during_training(cli):
     res = cli("run", "--preset", "scurve", "--set", "steps=40", "--set", "log_every=10", "--set", "sample_every=0",
               "--set", "checkpoint_every=0", "--set", "eval_n=64", "--set", "sample_steps=5", "--eval-every", "20", "--json")  # fmt: skip
@@ -44,8 +62,9 @@ def test_eval_every_judges_during_training(cli):
     assert json.loads(res.stdout)["config"]["eval_every"] == 20
     with cli.store() as s:
         assert [e["step"] for e in s.evals(1)] == [20, 40]
-        steps, values = s.series(1, "curve_distance")
-        assert steps == [20, 40] and all(v > 0 for v in values)
+        ((protocol, (steps, values)),) = s.figure_series(1, "curve_distance").items()
+        assert steps == [20, 40] and all(v > 0 for v in values) and protocol == "ddim-5 eta 0, n=64"
+        assert s.series(1, "curve_distance") == ([], [])  # figures are not metric rows: they carry a protocol
         assert set(s.evals(1)[0]["floor"]) == {"curve_distance", "swd"}
 
 
@@ -63,7 +82,7 @@ def test_eval_bad_input(cli):
     res = cli("eval", "2", "--n", "5000000000")
     assert res.exit_code == 1 and "GiB is available; use --n" in error_line(res)
     res = cli("eval", "2", "--steps", "500")
-    assert res.exit_code == 1 and "more than the run's T=50" in error_line(res)
+    assert res.exit_code == 1 and "steps: 500 is out of range; the run has T=50" in error_line(res)
     res = cli("run", "--preset", "folder", "--set", "data_dir=/tmp", "--eval-every", "10")
     assert res.exit_code == 1 and "eval_every" in error_line(res)
     with cli.store() as s:

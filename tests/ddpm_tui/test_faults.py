@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.checkpoint import load_checkpoint
+from core.store import Store
 from tests.ddpm_tui.conftest import FAST, Cli, error_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,3 +201,26 @@ def test_fuzzed_set_values_never_show_a_traceback(tmp_path_factory, key, value):
     assert res.exit_code in (1, 2), res.output
     assert "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) >= 1 and res.stderr.startswith("error: "), res.stderr
+
+
+def test_a_foreground_run_past_a_file_size_limit_fails_with_the_workers_message(tmp_path):
+    """`ddpm run` in the foreground shares the worker's signal set-up: SIGXFSZ is ignored,
+    so the checkpoint write fails as an error and the run reads `failed` with the message,
+    instead of the process dying and the run reading `crashed`."""
+    import resource
+
+    db = tmp_path / "e.db"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, resource.RLIM_INFINITY))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddpm_tui.cli", "run", "--preset", "smoke", "--set", "channels=32", "--set", "steps=6",
+         "--set", "checkpoint_every=3", "--set", "sample_every=0", "--device", "cpu", "--db", str(db)],
+        capture_output=True, text=True, preexec_fn=limit, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-500:])
+    assert "could not write checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    with Store(db, create=False) as s:
+        run = s.get_run(1)
+        assert run.status == "failed" and "could not write checkpoint" in run.error
