@@ -63,7 +63,7 @@ def main() -> int:
                     store.series(rid, "loss")
                     store.latest_samples(rid)
                 reads += 1
-            except Exception as e:  # noqa: BLE001 - any error is a finding
+            except Exception as e:
                 errors.append(f"reader: {type(e).__name__}: {e}")
             if time.monotonic() >= next_cli:
                 out = ddpm(db, "ls", "--json")
@@ -82,7 +82,9 @@ def main() -> int:
             integrity = c.execute("PRAGMA integrity_check").fetchone()[0]
             for rid in ids:
                 status, step = c.execute("SELECT status, step FROM runs WHERE id = ?", (rid,)).fetchone()
-                steps = [s for (s,) in c.execute("SELECT step FROM metrics WHERE run = ? AND name = 'loss' ORDER BY step", (rid,))]
+                steps = [
+                    s for (s,) in c.execute("SELECT step FROM metrics WHERE run = ? AND name = 'loss' ORDER BY step", (rid,))
+                ]
                 if status not in ("stopped", "completed") or steps != list(range(1, step + 1)):
                     lost.append(f"run {rid}: {status} at step {step}, {len(steps)} loss rows")
                 print(f"run {rid}: {status} at step {step:,}, {len(steps):,} loss rows (one per step)")

@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.evaluate import evaluate  # noqa: E402
-from core.sources import load_mnist  # noqa: E402
+from core.evaluate import evaluate
+from core.sources import load_mnist
 
 
 class Digits(torch.utils.data.Dataset):

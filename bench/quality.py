@@ -23,12 +23,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.atomic import atomic_write_bytes  # noqa: E402
-from core.checkpoint import save_checkpoint  # noqa: E402
-from core.config import ConfigError, preset  # noqa: E402
-from core.data import DataError  # noqa: E402
-from core.sampling_spec import SamplingError, resolve_spec  # noqa: E402
-from core.train import Metrics, Trainer, TrainingError, to_numpy  # noqa: E402
+from core.atomic import atomic_write_bytes
+from core.checkpoint import save_checkpoint
+from core.config import ConfigError, preset
+from core.generate import to_numpy
+from core.sampling_spec import SamplingError, resolve_spec
+from core.sources import DataError
+from core.train import Metrics, Trainer, TrainingError
 
 
 def parse_sets(items: list[str]) -> dict[str, str]:

@@ -28,14 +28,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import preset  # noqa: E402
-from core.data import load_mnist  # noqa: E402
-from core.diffusion import Diffusion  # noqa: E402
-from core.errors import DDPMError  # noqa: E402
-from core.models import build_model, count_parameters, place_model  # noqa: E402
-from core.models.unet import UNet  # noqa: E402
-from core.sampling_spec import resolve_spec  # noqa: E402
-from core.train import Trainer, generate, resolve_device  # noqa: E402
+from core.config import preset
+from core.diffusion import Diffusion
+from core.errors import DDPMError
+from core.generate import generate
+from core.models import build_model, count_parameters, place_model
+from core.models.unet import UNet
+from core.sampling_spec import resolve_spec
+from core.sources import load_mnist
+from core.train import Trainer, resolve_device
 
 
 def trainer_throughput(seconds: float, device: torch.device) -> tuple[float, int]:

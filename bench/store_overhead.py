@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import preset  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.train import Trainer  # noqa: E402
-from core.worker import CpuShare, Recorder  # noqa: E402
+from core.config import preset
+from core.store import Store
+from core.train import Trainer
+from core.worker import CpuShare, Recorder
 
 
 def measure(name: str, overrides: dict, steps: int) -> None:

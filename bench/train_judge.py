@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.atomic import atomic_write_bytes  # noqa: E402
-from core.checkpoint import save_checkpoint  # noqa: E402
-from core.evaluate import JUDGE_DIR, JUDGED, JudgeNet, load_split, predict  # noqa: E402
+from core.atomic import atomic_write_bytes
+from core.checkpoint import save_checkpoint
+from core.evaluate import JUDGE_DIR, JUDGED, JudgeNet, load_split, predict
 
 
 def shift(x: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:

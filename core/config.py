@@ -433,4 +433,3 @@ __all__ = [
     "from_json",
     "FIELDS",
 ]
-

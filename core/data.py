@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.config import TRAIN_SIZES, ConfigError, RunConfig
-from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist, read_idx  # noqa: F401  (re-exported)
+from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist
 
 # ---- the 2-D S-curve -------------------------------------------------------------------
 

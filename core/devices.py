@@ -148,7 +148,9 @@ def probe_isolated(timeout: float = 120.0) -> Accelerators:
             ).stdout
             _ISOLATED = Accelerators.from_dict(json.loads(out.strip().splitlines()[-1]))
         except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-            raise DeviceError(f"could not ask torch which devices this machine has ({type(e).__name__}); is torch installed?") from None
+            raise DeviceError(
+                f"could not ask torch which devices this machine has ({type(e).__name__}); is torch installed?"
+            ) from None
     return _ISOLATED
 
 

@@ -182,7 +182,13 @@ class Evaluation:
     class_counts: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"dataset": self.dataset, "n": self.n, "figures": self.figures, "floor": self.floor, "class_counts": self.class_counts}
+        return {
+            "dataset": self.dataset,
+            "n": self.n,
+            "figures": self.figures,
+            "floor": self.floor,
+            "class_counts": self.class_counts,
+        }
 
 
 class ImageEvaluator:
@@ -220,7 +226,9 @@ class ImageEvaluator:
         if x.ndim == 3:
             x = x.unsqueeze(1)
         if x.dtype != torch.uint8 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise EvalError(f"the {self.dataset} judge reads uint8 images of shape (N, 1, 28, 28), got {x.dtype} {tuple(x.shape)}")
+            raise EvalError(
+                f"the {self.dataset} judge reads uint8 images of shape (N, 1, 28, 28), got {x.dtype} {tuple(x.shape)}"
+            )
         if len(x) < 2:
             raise EvalError("evaluation needs at least 2 samples")
         feats, probs = judge_pass(self.judge, x)
@@ -238,7 +246,13 @@ class ImageEvaluator:
                 torch.random.default_generator.manual_seed(seed)
                 kid_mean, kid_std = (float(v) for v in kid_metric.compute())
         scores = scores_from_probs(probs)
-        figs = {"fid": fid, "kid": kid_mean, "kid_std": kid_std, "confident": scores.confident, "class_entropy": scores.class_entropy}
+        figs = {
+            "fid": fid,
+            "kid": kid_mean,
+            "kid_std": kid_std,
+            "confident": scores.confident,
+            "class_entropy": scores.class_entropy,
+        }
         return figs, scores.class_counts
 
     def floor(self, n: int, seed: int = 0) -> dict[str, float]:
@@ -280,7 +294,9 @@ def point_figures(points: np.ndarray | torch.Tensor, seed: int = 0) -> dict[str,
     return {"curve_distance": float(distance_to_s_curve(p).mean()), "swd": sliced_wasserstein(p, fresh, seed=seed)}
 
 
-def evaluate(samples: np.ndarray, dataset: str, *, device: str | torch.device = "cpu", floor: bool = True, seed: int = 0) -> Evaluation:
+def evaluate(
+    samples: np.ndarray, dataset: str, *, device: str | torch.device = "cpu", floor: bool = True, seed: int = 0
+) -> Evaluation:
     """Figures (and the floor) for samples of a dataset: uint8 images or float32 points."""
     n = int(len(samples))
     if dataset == "scurve":

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import devices
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import RunConfig
 from core.data import to_uint8
@@ -122,9 +123,7 @@ def draw(
 ) -> Drawn:
     """``n`` samples from a checkpoint's EMA weights under ``spec``: what ``ddpm sample``,
     ``ddpm eval`` and the dashboard's sample and explore screens all do."""
-    from core.train import resolve_device
-
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
     net, diffusion, cfg, step = load_for_sampling(path, dev)
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames)

@@ -29,7 +29,7 @@ from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_o
 from core.diffusion import Diffusion, sample_noise
 from core.ema import EMA
 from core.errors import DDPMError
-from core.generate import generate, load_for_sampling, to_numpy  # noqa: F401  (the faces import them from here)
+from core.generate import generate, to_numpy
 from core.models import build_model, count_parameters, place_model
 from core.samplers import SampleResult
 from core.sampling_spec import SamplingSpec, resolve_spec

@@ -112,7 +112,12 @@ def run_facts(run: Any, now: float | None = None) -> list[tuple[str, str]]:
     hardware = env.get("gpu") or env.get("cpu")
     detail = ", ".join(x for x in (hardware, env.get("precision"), "data on the host" if env.get("data") == "host" else "") if x)
     rows = [
-        ("device", run.device + (f" ({detail})" if detail else "") + (f", pid {run.pid} on {run.host}" if run.active and run.pid else "")),
+        (
+            "device",
+            run.device
+            + (f" ({detail})" if detail else "")
+            + (f", pid {run.pid} on {run.host}" if run.active and run.pid else ""),
+        ),
         ("created", f"{age(run.created, now)} ago" + (f", trained {duration(run.elapsed_s)}" if run.elapsed_s else "")),
         ("loss", number(run.last_loss)),
         ("throughput", f"{number(run.images_per_s and round(run.images_per_s))} images/s"),

@@ -84,7 +84,12 @@ EtaOpt = Annotated[
 ]
 DeviceOpt = Annotated[
     str,
-    typer.Option("--device", callback=device_option, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then the CPU)."),
+    typer.Option(
+        "--device",
+        callback=device_option,
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then the CPU).",
+    ),
 ]
 SamplerOpt = Annotated[
     Sampler | None,

@@ -83,7 +83,9 @@ def compare_cmd(
     console.print(metrics_table(rs, finals))
     if missing:
         ids = " ".join(map(str, missing))
-        console.print(f"[yellow]not judged under that protocol: {ids}[/] (ddpm eval RUN with the same --sampler, --steps and --n)")
+        console.print(
+            f"[yellow]not judged under that protocol: {ids}[/] (ddpm eval RUN with the same --sampler, --steps and --n)"
+        )
     for r in rs:
         s = samples[r.id]
         if s is None:

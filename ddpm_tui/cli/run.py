@@ -286,7 +286,13 @@ def resume_cmd(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Continue in a background worker.")] = False,
     device: Annotated[
         str | None,
-        typer.Option("--device", callback=device_option, metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps [default: as before]", show_default=False),
+        typer.Option(
+            "--device",
+            callback=device_option,
+            metavar="DEVICE",
+            help="auto, cpu, cuda, cuda:N or mps [default: as before]",
+            show_default=False,
+        ),
     ] = None,
     json_out: JsonOpt = False,
     art: ArtOpt = None,

@@ -79,8 +79,17 @@ class CompareScreen(DataScreen):
         finals, protocol = final_metrics(self.store, runs)
         caption = f"quality figures: {protocol}" if protocol else None
         self.query_one("#compare-metrics", Static).update(
-            metrics_table(runs, finals, title="metrics", title_justify="left", title_style="bold", pad_edge=False,
-                          caption=caption, caption_justify="left", caption_style="dim")  # fmt: skip
+            metrics_table(
+                runs,
+                finals,
+                title="metrics",
+                title_justify="left",
+                title_style="bold",
+                pad_edge=False,
+                caption=caption,
+                caption_justify="left",
+                caption_style="dim",
+            )  # fmt: skip
         )
         key = tuple((r.id, r.step, r.stored_status) for r in runs)
         if key != self._curve_key:

@@ -166,7 +166,7 @@ class ExploreScreen(DataScreen):
         a = float(self.abar[t])
         snr = a / max(1e-12, 1 - a)
         self._info(
-            f"t = {t} of {T}   abar_t = {a:.4f}   signal sqrt(abar) = {a ** 0.5:.3f}   noise sqrt(1-abar) = {(1 - a) ** 0.5:.3f}"
+            f"t = {t} of {T}   abar_t = {a:.4f}   signal sqrt(abar) = {a**0.5:.3f}   noise sqrt(1-abar) = {(1 - a) ** 0.5:.3f}"
             f"   SNR = {snr:.3g}   ({'test image' if self.data.ndim == 4 else 'S-curve point cloud'} #{self.index}, noise seed {self.seed})"
         )
         self.query_one(ScheduleChart).set_t(t)

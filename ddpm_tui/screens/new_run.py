@@ -30,7 +30,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sampler": choices.SAMPLERS,
 }
 # The first field of each group, in RunConfig's order.
-SECTIONS = {"dataset": "data", "model": "model", "T": "diffusion", "steps": "optimisation", "log_every": "reporting", "sampler": "sampling"}
+SECTIONS = {
+    "dataset": "data",
+    "model": "model",
+    "T": "diffusion",
+    "steps": "optimisation",
+    "log_every": "reporting",
+    "sampler": "sampling",
+}
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -53,7 +60,9 @@ class NewRunScreen(DataScreen):
     """Every RunConfig field, validated live; ctrl+s launches a background worker."""
 
     HELP_TITLE = "new run"
-    HELP = "Pick a preset first: it fills every field. Fields in yellow differ from the preset; errors show in red under the field."
+    HELP = (
+        "Pick a preset first: it fills every field. Fields in yellow differ from the preset; errors show in red under the field."
+    )
     BINDINGS = [
         Binding("escape", "back", "Cancel"),
         Binding("ctrl+s", "launch", "Launch"),
@@ -79,7 +88,9 @@ class NewRunScreen(DataScreen):
                                      allow_blank=False, compact=True, id="preset")  # fmt: skip
                 yield from self._field("name", Input(placeholder="PRESET-ID (default)", compact=True, id="f-name"))
                 yield from self._field("tags", Input(placeholder="space separated", compact=True, id="f-tags"))
-                yield from self._field("device", Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, compact=True, id="device"))
+                yield from self._field(
+                    "device", Select([(d, d) for d in DEVICES], value="auto", allow_blank=False, compact=True, id="device")
+                )
                 yield Static("this machine: asking torch...", id="form-devices", classes="form-note")
             base = self.base()
             grid: list = []
@@ -91,7 +102,9 @@ class NewRunScreen(DataScreen):
                 value = getattr(base, name)
                 if name in CHOICES or is_bool(name):
                     opts = CHOICES.get(name, ("true", "false"))
-                    widget = Select([(o, o) for o in opts], value=field_text(value), allow_blank=False, compact=True, id=f"f-{name}")
+                    widget = Select(
+                        [(o, o) for o in opts], value=field_text(value), allow_blank=False, compact=True, id=f"f-{name}"
+                    )
                 else:
                     widget = Input(field_text(value), compact=True, id=f"f-{name}")
                 grid.append((name, widget))

@@ -69,7 +69,9 @@ class ArtView(Widget):
         elif self.is_points:
             from ddpm_tui.charts import points_chart
 
-            art = Text.from_ansi(points_chart(self._data, width=max(20, width), height=max(6, height), color=self.mode != "ascii"))
+            art = Text.from_ansi(
+                points_chart(self._data, width=max(20, width), height=max(6, height), color=self.mode != "ascii")
+            )
         else:
             from ddpm_tui.render import grid
 

@@ -24,7 +24,9 @@ Series = dict[str, tuple[Sequence[float], Sequence[float]]]
 class LossChart(PlotextPlot):
     """One curve (raw + smoothed) for a run, or one smoothed curve per run to compare."""
 
-    def __init__(self, title: str = "loss (log scale)", *, name: str | None = None, id: str | None = None, classes: str | None = None):
+    def __init__(
+        self, title: str = "loss (log scale)", *, name: str | None = None, id: str | None = None, classes: str | None = None
+    ):
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self._series: Series = {}

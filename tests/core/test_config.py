@@ -17,7 +17,13 @@ def test_text_values_are_parsed_by_field_type():
     cfg = preset("quick", {"steps": "500", "lr": "3e-4", "T": "250", "channel_mult": "1,2,2", "patch": "1",
                            "schedule": "linear", "amp": "false", "attn_resolutions": "[7]", "batch_size": "6.4e1"})  # fmt: skip
     assert (cfg.steps, cfg.lr, cfg.T, cfg.channel_mult, cfg.amp, cfg.attn_resolutions, cfg.batch_size) == (
-        500, 3e-4, 250, (1, 2, 2), False, (7,), 64
+        500,
+        3e-4,
+        250,
+        (1, 2, 2),
+        False,
+        (7,),
+        64,
     )
 
 
@@ -75,7 +81,9 @@ def test_default_preset_follows_the_device():
     assert default_preset("cuda") == "classic" and default_preset("cpu") == "quick"
 
 
-@pytest.mark.parametrize("field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay"])
+@pytest.mark.parametrize(
+    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay"]
+)
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400"])
 def test_non_finite_numbers_are_refused_in_one_line(field, text):
     """Every range check is false for NaN: without this, ema_decay=nan was recorded and then

@@ -189,7 +189,9 @@ def test_a_cpu_run_on_a_gpu_host_never_touches_cudas_generators(two_t4, tmp_path
 
 def _trained(tmp_path, digits, fused, monkeypatch):
     monkeypatch.setattr(train_module.Trainer, "_fused_for", staticmethod(lambda device: fused))
-    tr = Trainer(preset("smoke", {"steps": 3, "sample_every": 0, "checkpoint_every": 0}), device="cpu", run_dir=tmp_path, dataset=digits)
+    tr = Trainer(
+        preset("smoke", {"steps": 3, "sample_every": 0, "checkpoint_every": 0}), device="cpu", run_dir=tmp_path, dataset=digits
+    )
     tr.run()
     return tr
 

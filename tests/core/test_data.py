@@ -7,20 +7,8 @@ import torch
 
 from core import sources
 from core.config import ConfigError, preset
-from core.data import (
-    BatchOrder,
-    DataError,
-    check_fits,
-    distance_to_s_curve,
-    load_dataset,
-    load_fashion_mnist,
-    load_folder,
-    load_mnist,
-    make_s_curve,
-    read_idx,
-    to_model_range,
-    to_uint8,
-)
+from core.data import BatchOrder, check_fits, distance_to_s_curve, load_dataset, make_s_curve, to_model_range, to_uint8
+from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist, read_idx
 
 
 def test_shipped_mnist_is_the_official_dataset():

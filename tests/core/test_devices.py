@@ -7,7 +7,9 @@ from core import devices
 from core.devices import Accelerators, DeviceError, parse, physical, resolve
 
 CPU = Accelerators()
-TWO_T4 = Accelerators(cuda=2, names=("Tesla T4", "Tesla T4"), capabilities=((7, 5), (7, 5)), memory=(16 << 30,) * 2, torch_cuda="12.4", driver=True)
+TWO_T4 = Accelerators(
+    cuda=2, names=("Tesla T4", "Tesla T4"), capabilities=((7, 5), (7, 5)), memory=(16 << 30,) * 2, torch_cuda="12.4", driver=True
+)
 CPU_TORCH_ON_GPU_HOST = Accelerators(torch_cuda=None, driver=True, torch="2.14.1+cpu")
 MAC = Accelerators(mps=True)
 

@@ -66,7 +66,13 @@ def exact_moments(diff: Diffusion, sampler: str, steps: int | None, eta: float) 
 
 @pytest.mark.parametrize(
     "sampler,steps,eta,objective",
-    [("ddpm", None, 0.0, "eps"), ("ddim", 100, 0.0, "eps"), ("ddim", 100, 1.0, "v"), ("ddim", 20, 0.5, "x0"), ("ddim", 20, 1.8, "v")],
+    [
+        ("ddpm", None, 0.0, "eps"),
+        ("ddim", 100, 0.0, "eps"),
+        ("ddim", 100, 1.0, "v"),
+        ("ddim", 20, 0.5, "x0"),
+        ("ddim", 20, 1.8, "v"),
+    ],
 )
 def test_sampler_draws_the_gaussian_its_exact_model_implies(sampler, steps, eta, objective):
     """10,000 samples match the closed-form mean and std within four standard errors; with

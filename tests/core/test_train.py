@@ -4,6 +4,7 @@ import torch
 from core.config import preset
 from core.data import TensorDataset, distance_to_s_curve, load_dataset
 from core.devices import DeviceError
+from core.generate import generate, load_for_sampling
 from core.sampling_spec import resolve_spec
 from core.train import (
     CheckpointSaved,
@@ -12,8 +13,6 @@ from core.train import (
     Samples,
     Trainer,
     ema_decay_at,
-    generate,
-    load_for_sampling,
     lr_factor,
     resolve_device,
 )

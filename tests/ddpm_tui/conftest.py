@@ -15,9 +15,31 @@ from core.store import Store
 from ddpm_tui.cli import app
 
 # A smoke run small enough to finish in a couple of seconds on a 2-core CPU.
-FAST = ["--preset", "smoke", "--set", "steps=12", "--set", "log_every=3", "--set", "sample_every=6", "--set", "checkpoint_every=6"]
+FAST = [
+    "--preset",
+    "smoke",
+    "--set",
+    "steps=12",
+    "--set",
+    "log_every=3",
+    "--set",
+    "sample_every=6",
+    "--set",
+    "checkpoint_every=6",
+]
 # A detached smoke run that would take minutes: long enough to stop, kill or watch.
-LONG = ["--preset", "smoke", "--set", "steps=100000", "--set", "log_every=2", "--set", "checkpoint_every=20", "--set", "sample_every=0"]
+LONG = [
+    "--preset",
+    "smoke",
+    "--set",
+    "steps=100000",
+    "--set",
+    "log_every=2",
+    "--set",
+    "checkpoint_every=20",
+    "--set",
+    "sample_every=0",
+]
 
 
 class Cli:

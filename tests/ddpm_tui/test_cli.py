@@ -25,7 +25,14 @@ def test_run_smoke_to_completion_and_find_it_in_ls(cli):
     runs = cli.json("ls")
     assert len(runs) == 1
     r = runs[0]
-    assert (r["id"], r["name"], r["preset"], r["status"], r["step"], r["total_steps"]) == (1, "first", "smoke", "completed", 12, 12)
+    assert (r["id"], r["name"], r["preset"], r["status"], r["step"], r["total_steps"]) == (
+        1,
+        "first",
+        "smoke",
+        "completed",
+        12,
+        12,
+    )
     assert r["device"] == "cpu" and r["tags"] == ["demo"] and r["config"]["steps"] == 12
     assert {"id", "name", "preset", "status", "step", "total_steps", "pid", "device", "config"} <= set(r)
     with cli.store() as s:
@@ -95,7 +102,9 @@ def test_two_seeds_share_no_sample_and_the_batch_never_matters(cli, tmp_path):
     draws = {}
     for seed, n in ((0, 8), (1, 8), (0, 4)):
         out = tmp_path / f"{seed}-{n}.npy"
-        assert cli("sample", "1", "--n", str(n), "--steps", "3", "--eta", "1", "--seed", str(seed), "--out", str(out)).exit_code == 0
+        assert (
+            cli("sample", "1", "--n", str(n), "--steps", "3", "--eta", "1", "--seed", str(seed), "--out", str(out)).exit_code == 0
+        )
         draws[seed, n] = np.load(out)
     assert not any(np.array_equal(a, b) for a in draws[0, 8] for b in draws[1, 8])
     # the same images; a batch of another size may round one pixel level differently

@@ -121,8 +121,15 @@ def test_a_read_only_database_can_be_listed_and_shown():
         as_other = {"preexec_fn": _without_root_file_powers} if os.geteuid() == 0 else {}
         env = {**os.environ, "HOME": str(base)}
         outs = [
-            subprocess.run([sys.executable, "-m", "ddpm_tui.cli", *args, "--db", str(db)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, env=env, **as_other)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "ddpm_tui.cli", *args, "--db", str(db)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                **as_other,
+            )  # fmt: skip
             for args in (["ls"], ["show", "1", "--art", "ascii"], ["ls", "--json"])
         ]
         for out in outs:
