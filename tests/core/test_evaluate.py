@@ -108,3 +108,13 @@ def test_evaluation_during_training_leaves_the_weights_untouched():
     assert set(evals[0].figures) >= {"fid", "confident"} and evals[0].floor
     sa, sb = plain.model.state_dict(), judged.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_class_entropy_of_one_class_reads_zero_not_minus_zero():
+    import math
+
+    from core.evaluate import class_entropy
+
+    one = class_entropy([0, 0, 7, 0, 0, 0, 0, 0, 0, 0])
+    assert one == 0.0 and math.copysign(1.0, one) == 1.0  # `ddpm eval` printed -0.0000
+    assert class_entropy([1] * 10) == 1.0
