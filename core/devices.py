@@ -139,9 +139,9 @@ def probe_isolated(timeout: float = 120.0) -> Accelerators:
     the scheduler). The answer is cached for the life of this process."""
     global _ISOLATED
     if _ISOLATED is None:
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        from core.processes import child_environment
+
+        env = child_environment()
         try:
             out = subprocess.run(
                 [sys.executable, "-m", "core.devices"], capture_output=True, text=True, timeout=timeout, env=env, check=True

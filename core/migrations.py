@@ -112,5 +112,45 @@ def _v3_env_and_protocols(db: sqlite_utils.Database) -> None:
     db.execute(f"DELETE FROM metrics WHERE name IN ({', '.join('?' * len(figures))})", figures)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {0: _create_v1, 1: _add_evals_v2, 2: _v3_env_and_protocols}
+def _v4_studies_and_the_queue(db: sqlite_utils.Database) -> None:
+    """Studies (a sweep's runs share a ``study``), the queue (``in_queue`` runs wait for a
+    scheduler, highest ``priority`` first, then oldest; a scheduler marks the run it takes
+    with its id and slot before it spawns the worker, in one conditional UPDATE, so two can
+    never take one run), retries after a crash (``retries`` allowed, ``attempts`` used), the
+    processes a run trains on (``world_size``), and the schedulers themselves."""
+    runs = db["runs"]
+    runs.add_column("study", str)
+    runs.add_column("priority", int, not_null_default=0)
+    runs.add_column("in_queue", int, not_null_default=0)
+    runs.add_column("scheduler", int)
+    runs.add_column("slot", str)
+    runs.add_column("retries", int)
+    runs.add_column("attempts", int, not_null_default=0)
+    runs.add_column("world_size", int, not_null_default=1)
+    runs.create_index(["study"])
+    runs.create_index(["in_queue", "status", "priority"])
+    db["schedulers"].create(
+        {
+            "id": int,
+            "host": str,
+            "pid": int,
+            "proc_start": str,
+            "started": float,
+            "heartbeat": float,
+            "slots": str,  # JSON: the slots it fills, e.g. [{"slot": "cuda:1/0", "device": "cuda:1"}, ...]
+            "retries": int,
+            "stopping": int,  # 1: take no new runs; 2: and stop the running ones
+            "ended": float,
+        },
+        pk="id",
+        defaults={"stopping": 0, "retries": 0},
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    0: _create_v1,
+    1: _add_evals_v2,
+    2: _v3_env_and_protocols,
+    3: _v4_studies_and_the_queue,
+}
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,7 +25,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +47,9 @@ FINAL = ("completed", "stopped", "failed", "crashed")
 HEARTBEAT_EVERY = 5.0  # seconds between a worker's heartbeats
 STALE_AFTER = 60.0  # a heartbeat older than this means the worker is gone (other hosts)
 BUSY_TIMEOUT_MS = 30_000
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+# Run names are for people and scripts; a study's runs are named after their setting
+# (``lr-vs-obj/lr=2e-3,objective=v,seed=1``, ``s/channel_mult=[1,2]``), hence / = , [ ].
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-/=,\[\]]{0,199}$")
 
 
 class StoreError(DDPMError):
@@ -156,6 +158,14 @@ class Run:
     images_per_s: float | None = None
     elapsed_s: float = 0.0
     env: dict = field(default_factory=dict)  # where it trained: device, GPU/CPU model, host, versions, precision
+    study: str | None = None  # the sweep it belongs to; None for a lone run
+    priority: int = 0  # the queue takes higher first, then older
+    in_queue: bool = False  # waits for a scheduler (ddpm run --queue, ddpm sweep, a retry)
+    scheduler: int | None = None  # the scheduler that took it from the queue
+    slot: str | None = None  # that scheduler's slot, e.g. "cuda:1/0" or "cpu/1"
+    retries: int | None = None  # crashes a scheduler may resume it after (None: the scheduler's default)
+    attempts: int = 0  # resumes after crashes so far
+    world_size: int = 1
 
     @property
     def active(self) -> bool:
@@ -184,10 +194,27 @@ class Run:
         d = asdict(self)
         d.pop("stored_status")
         d.pop("proc_start")
+        d.pop("in_queue")
         for k in ("last_loss", "images_per_s"):
             if d[k] is not None and not math.isfinite(d[k]):
                 d[k] = None
         return d
+
+
+@dataclass
+class NewRun:
+    """What :meth:`Store.create_runs` records for one new run."""
+
+    config: dict
+    preset: str
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    device: str = "auto"
+    notes: str = ""
+    study: str | None = None
+    priority: int = 0
+    in_queue: bool = False
+    retries: int | None = None
 
 
 @dataclass
@@ -258,6 +285,14 @@ def _to_run(row: dict, now: float, here: str) -> Run:
         images_per_s=row["images_per_s"],
         elapsed_s=row["elapsed_s"] or 0.0,
         env=json.loads(row["env"]) if row.get("env") else {},
+        study=row.get("study"),
+        priority=row.get("priority") or 0,
+        in_queue=bool(row.get("in_queue")),
+        scheduler=row.get("scheduler"),
+        slot=row.get("slot"),
+        retries=row.get("retries"),
+        attempts=row.get("attempts") or 0,
+        world_size=row.get("world_size") or 1,
     )
 
 
@@ -434,36 +469,48 @@ class Store:
         tags: list[str] | tuple[str, ...] = (),
         device: str = "auto",
         notes: str = "",
+        study: str | None = None,
+        priority: int = 0,
+        in_queue: bool = False,
+        retries: int | None = None,
     ) -> Run:
-        """A new ``queued`` run; its name defaults to ``<preset>-<id>``."""
-        if name is not None:
-            check_name(name)
-        tags = [check_tag(t) for t in dict.fromkeys(tags)]
+        """A new ``queued`` run; its name defaults to ``<preset>-<id>``. ``in_queue`` leaves it
+        to a scheduler; otherwise the caller starts its worker."""
+        spec = NewRun(config, preset, name, list(tags), device, notes, study, priority, in_queue, retries)
+        return self.get_run(self.create_runs([spec])[0])
+
+    def create_runs(self, runs: list[NewRun]) -> list[int]:
+        """Several new runs in one transaction (a sweep): all are recorded, or none."""
+        for r in runs:
+            if r.name is not None:
+                check_name(r.name)
+            if r.study is not None:
+                check_study(r.study)
+            r.tags = [check_tag(t) for t in dict.fromkeys(r.tags)]
+        names = [r.name for r in runs if r.name is not None]
+        if len(set(names)) < len(names):
+            raise StoreError("two of the new runs have the same name; names must be unique")
         now = time.time()
+        ids = []
         with self.write() as c:
-            if name is not None and c.execute("SELECT 1 FROM runs WHERE name = ?", (name,)).fetchone():
-                raise StoreError(f"a run named {name!r} exists already; choose another --name")
-            cur = c.execute(
-                "INSERT INTO runs (name, preset, status, config, device_request, created, total_steps, tags, notes)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (
-                    name or f"tmp-{os.getpid()}-{now}",
-                    preset,
-                    json.dumps(config, sort_keys=True),
-                    device,
-                    now,
-                    int(config.get("steps", 0)),
-                    json.dumps(tags),
-                    notes,
-                ),
-            )
-            run_id = int(cur.lastrowid)
-            if name is None:
-                auto = f"{preset}-{run_id}"
-                if c.execute("SELECT 1 FROM runs WHERE name = ?", (auto,)).fetchone():
-                    auto = f"{preset}-{run_id}-{int(now)}"
-                c.execute("UPDATE runs SET name = ? WHERE id = ?", (auto, run_id))
-        return self.get_run(run_id)
+            for r in runs:
+                if r.name is not None and c.execute("SELECT 1 FROM runs WHERE name = ?", (r.name,)).fetchone():
+                    raise StoreError(f"a run named {r.name!r} exists already; choose another --name")
+                cur = c.execute(
+                    "INSERT INTO runs (name, preset, status, config, device_request, created, total_steps, tags, notes,"
+                    " study, priority, in_queue, retries) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r.name or f"tmp-{os.getpid()}-{now}-{len(ids)}", r.preset, json.dumps(r.config, sort_keys=True),
+                     r.device, now, int(r.config.get("steps", 0)), json.dumps(r.tags), r.notes, r.study, int(r.priority),
+                     int(r.in_queue), r.retries),
+                )  # fmt: skip
+                run_id = int(cur.lastrowid)
+                if r.name is None:
+                    auto = f"{r.preset}-{run_id}"
+                    if c.execute("SELECT 1 FROM runs WHERE name = ?", (auto,)).fetchone():
+                        auto = f"{r.preset}-{run_id}-{int(now)}"
+                    c.execute("UPDATE runs SET name = ? WHERE id = ?", (auto, run_id))
+                ids.append(run_id)
+        return ids
 
     def get_run(self, ref: int | str) -> Run:
         """A run by id or by its unique name."""
@@ -477,10 +524,14 @@ class Store:
             raise RunNotFound(f"no run {text!r} in {self.path}; `ddpm ls` lists the runs")
         return _to_run(rows[0], time.time(), self._here)
 
-    def list_runs(self, status: str | None = None, tag: str | None = None) -> list[Run]:
+    def list_runs(self, status: str | None = None, tag: str | None = None, study: str | None = None) -> list[Run]:
         """Every run, newest first; ``status`` filters on the effective status."""
         now = time.time()
-        runs = [_to_run(r, now, self._here) for r in self._rows("SELECT * FROM runs ORDER BY id DESC")]
+        if study is None:
+            rows = self._rows("SELECT * FROM runs ORDER BY id DESC")
+        else:
+            rows = self._rows("SELECT * FROM runs WHERE study = ? ORDER BY id DESC", (study,))
+        runs = [_to_run(r, now, self._here) for r in rows]
         if status is not None:
             runs = [r for r in runs if r.status == status]
         if tag is not None:
@@ -550,9 +601,12 @@ class Store:
         that no worker has picked up yet is stopped at once."""
         run = self.get_run(ref)
         with self.write() as c:
-            if run.stored_status == "queued" and not run.pid:
-                c.execute("UPDATE runs SET status = 'stopped', ended = ? WHERE id = ?", (time.time(), run.id))
-            else:
+            cancelled = c.execute(
+                "UPDATE runs SET status = 'stopped', ended = ?, error = 'cancelled before it started'"
+                " WHERE id = ? AND status = 'queued' AND pid IS NULL",
+                (time.time(), run.id),
+            ).rowcount
+            if not cancelled:
                 c.execute("UPDATE runs SET stop_requested = 1 WHERE id = ?", (run.id,))
         return self.get_run(run.id)
 
@@ -565,9 +619,10 @@ class Store:
                 (status, error, time.time(), time.time(), run_id),
             )
 
-    def prepare_resume(self, ref: int | str, total_steps: int | None = None) -> Run:
-        """Put a stopped, failed, crashed or completed run back in the queue, optionally with
-        a new total step count (which must lie beyond the step it reached)."""
+    def prepare_resume(self, ref: int | str, total_steps: int | None = None, *, in_queue: bool = False) -> Run:
+        """Make a stopped, failed, crashed or completed run ``queued`` again, optionally with a
+        new total step count (which must lie beyond the step it reached); ``in_queue`` leaves
+        it to a scheduler, otherwise the caller starts its worker."""
         run = self.get_run(ref)
         if run.status in ("running", "queued"):
             raise StoreError(f"run {run.id} ({run.name}) is {run.status} already; `ddpm stop {run.id}` first")
@@ -582,10 +637,131 @@ class Store:
         with self.write() as c:
             c.execute(
                 "UPDATE runs SET status = 'queued', pid = NULL, host = NULL, proc_start = NULL, error = NULL,"
-                " ended = NULL, stop_requested = 0, total_steps = ?, config = ? WHERE id = ?",
-                (total, json.dumps(config, sort_keys=True), run.id),
+                " ended = NULL, stop_requested = 0, total_steps = ?, config = ?, in_queue = ?, scheduler = NULL,"
+                " slot = NULL WHERE id = ?",
+                (total, json.dumps(config, sort_keys=True), int(in_queue), run.id),
             )
         return self.get_run(run.id)
+
+    # ---- the queue -----------------------------------------------------------------------
+
+    WAITING = "in_queue = 1 AND status = 'queued' AND pid IS NULL AND scheduler IS NULL"
+
+    def waiting(self) -> list[Run]:
+        """Runs waiting for a scheduler, in the order schedulers take them: highest priority
+        first, then oldest."""
+        now = time.time()
+        rows = self._rows(f"SELECT * FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
+        return [_to_run(r, now, self._here) for r in rows]
+
+    def take_next(self, scheduler: int, slot: str, accepts: Callable[[str], bool]) -> Run | None:
+        """The first waiting run whose device request ``accepts`` takes, marked as this
+        scheduler's in ``slot``; None when none waits. One write transaction: two schedulers
+        can never take the same run."""
+        taken = None
+        with self.write() as c:
+            rows = c.execute(f"SELECT id, device_request FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
+            for rid, request in rows.fetchall():
+                if accepts(request or "auto"):
+                    c.execute(f"UPDATE runs SET scheduler = ?, slot = ? WHERE id = ? AND {self.WAITING}", (scheduler, slot, rid))
+                    taken = rid
+                    break
+        return self.get_run(taken) if taken is not None else None
+
+    def adopt(self, run_id: int, scheduler: int, slot: str) -> None:
+        """A live worker's run passes to a new scheduler (its own died), in ``slot``."""
+        with self.write() as c:
+            c.execute("UPDATE runs SET scheduler = ?, slot = ? WHERE id = ?", (scheduler, slot, run_id))
+
+    def release(self, run_id: int, scheduler: int) -> None:
+        """Give back a run this scheduler took but never started (its worker did not spawn)."""
+        with self.write() as c:
+            c.execute(
+                "UPDATE runs SET scheduler = NULL, slot = NULL WHERE id = ? AND scheduler = ? AND status = 'queued' AND pid IS NULL",
+                (run_id, scheduler),
+            )
+
+    def release_orphans(self, live: set[int]) -> list[int]:
+        """Runs taken by schedulers that are gone (not in ``live``) and never started go back
+        to the queue. Returns their ids."""
+        rows = self.conn.execute(
+            "SELECT id, scheduler FROM runs WHERE status = 'queued' AND pid IS NULL AND scheduler IS NOT NULL"
+        ).fetchall()
+        freed = [rid for rid, sched in rows if sched not in live]
+        for rid, sched in rows:
+            if sched not in live:
+                self.release(rid, sched)
+        return freed
+
+    def requeue_crashed(self, run_id: int) -> bool:
+        """Put a crashed run back in the queue to resume from its last checkpoint, counting the
+        attempt; False if it is no longer crashed (someone resumed or deleted it)."""
+        run = self.get_run(run_id)
+        if run.status != "crashed":
+            return False
+        with self.write() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = 'queued', pid = NULL, host = NULL, proc_start = NULL, ended = NULL,"
+                " stop_requested = 0, in_queue = 1, scheduler = NULL, slot = NULL, attempts = attempts + 1,"
+                " error = ? WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
+                (f"crashed at step {run.step}; re-queued (attempt {run.attempts + 1})", run.id, run.stored_status, run.pid),
+            )
+        return cur.rowcount == 1
+
+    def move_to_front(self, ref: int | str) -> Run:
+        """A waiting run to the head of the queue: one above the highest priority waiting."""
+        run = self.get_run(ref)
+        if not (run.in_queue and run.stored_status == "queued" and run.pid is None and run.scheduler is None):
+            raise StoreError(f"run {run.id} ({run.name}) is not waiting in the queue (it is {run.status})")
+        with self.write() as c:
+            (top,) = c.execute(f"SELECT coalesce(max(priority), 0) FROM runs WHERE {self.WAITING}").fetchone()
+            c.execute("UPDATE runs SET priority = ? WHERE id = ?", (int(top) + 1, run.id))
+        return self.get_run(run.id)
+
+    # ---- schedulers ------------------------------------------------------------------------
+
+    def register_scheduler(self, slots: list[dict], retries: int = 0, pid: int | None = None) -> int:
+        pid = pid or os.getpid()
+        now = time.time()
+        with self.write() as c:
+            cur = c.execute(
+                "INSERT INTO schedulers (host, pid, proc_start, started, heartbeat, slots, retries, stopping)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (self._here, pid, process_start(pid), now, now, json.dumps(slots), int(retries)),
+            )
+        return int(cur.lastrowid)
+
+    def scheduler_beat(self, scheduler: int) -> int:
+        """Refresh a scheduler's heartbeat; returns its ``stopping`` flag (0, 1 or 2)."""
+        with self.write() as c:
+            c.execute("UPDATE schedulers SET heartbeat = ? WHERE id = ?", (time.time(), scheduler))
+            row = c.execute("SELECT stopping FROM schedulers WHERE id = ?", (scheduler,)).fetchone()
+        return int(row[0]) if row else 2
+
+    def end_scheduler(self, scheduler: int) -> None:
+        with self.write() as c:
+            c.execute("UPDATE schedulers SET ended = ? WHERE id = ?", (time.time(), scheduler))
+
+    def live_schedulers(self) -> list[dict]:
+        """Schedulers still running: a live pid on this host, a fresh heartbeat elsewhere."""
+        now = time.time()
+        out = []
+        for r in self._rows("SELECT * FROM schedulers WHERE ended IS NULL ORDER BY id"):
+            here = r["host"] == self._here
+            alive = pid_alive(r["pid"], r["proc_start"]) if here else (now - (r["heartbeat"] or 0)) < STALE_AFTER
+            if alive:
+                r["slots"] = json.loads(r["slots"] or "[]")
+                out.append(r)
+        return out
+
+    def stop_schedulers(self, now: bool = False) -> list[dict]:
+        """Ask every live scheduler to take no new runs (``now``: and to stop its running ones,
+        each with a checkpoint). Returns the schedulers asked."""
+        live = self.live_schedulers()
+        with self.write() as c:
+            for r in live:
+                c.execute("UPDATE schedulers SET stopping = max(stopping, ?) WHERE id = ?", (2 if now else 1, r["id"]))
+        return live
 
     def set_progress(self, run_id: int, **values: Any) -> None:
         allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env"}
@@ -890,11 +1066,23 @@ def _to_samples(row: dict) -> SampleRecord:
 
 
 def check_name(name: str) -> str:
-    """Run names are for people and scripts: letters, digits, ``. _ + -``, not all digits
-    (so that a name never reads as another run's id), at most 64 characters."""
+    """Run names are for people and scripts: letters, digits and ``. _ + - / = , [ ]``, not
+    all digits (so that a name never reads as another run's id), at most 200 characters. They
+    never become paths (a run's folder is its id)."""
     if not NAME_RE.match(name) or name.isdigit():
         raise StoreError(
-            f"run name {name!r} is not allowed; use 1-64 letters, digits, '.', '_', '+' or '-', "
+            f"run name {name!r} is not allowed; use 1-200 letters, digits, '.', '_', '+', '-', '/', '=', ',', '[' or ']', "
+            "starting with a letter or digit and not all digits"
+        )
+    return name
+
+
+def check_study(name: str) -> str:
+    """Study names follow run names' rules (a study's runs are named ``STUDY/setting``), without
+    the slash."""
+    if not NAME_RE.match(name) or name.isdigit() or "/" in name or "=" in name or "," in name:
+        raise StoreError(
+            f"study name {name!r} is not allowed; use 1-64 letters, digits, '.', '_', '+' or '-', "
             "starting with a letter or digit and not all digits"
         )
     return name

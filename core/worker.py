@@ -26,8 +26,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from core.processes import child_environment
 from core.store import BUSY_TIMEOUT_MS, HEARTBEAT_EVERY, Run, Store, StoreError
 
+THREADS_ENV = "DDPM_THREADS"  # set by a scheduler for its CPU slots: the worker's thread count
 FLUSH_EVERY_S = 2.0  # metric rows are written at most this often (and at every other event)
 FLUSH_ROWS = 500
 
@@ -205,7 +207,15 @@ def train_run(
             if on_event is not None:
                 on_event(ev)
 
-        share = CpuShare(store) if dev == "cpu" else None
+        share = None
+        if dev == "cpu":
+            pinned = os.environ.get(THREADS_ENV)  # a scheduler's CPU slot: its own share of the cores
+            if pinned and pinned.isdigit() and int(pinned) > 0:
+                import torch
+
+                torch.set_num_threads(int(pinned))
+            else:
+                share = CpuShare(store)
 
         def should_stop() -> bool:  # called by the trainer before every step
             if share is not None:
@@ -287,21 +297,26 @@ def _safe(fn: Callable) -> None:
 _children: list[subprocess.Popen] = []
 
 
-def spawn_worker(db_path: Path | str, run_id: int, device: str | None = None) -> subprocess.Popen:
+def worker_command(db_path: Path | str, run_id: int, device: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "core.worker", str(run_id), "--db", str(Path(db_path).resolve())]
+    return cmd + ["--device", device] if device else cmd
+
+
+def spawn_worker(
+    db_path: Path | str, run_id: int, device: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``python -m core.worker`` for a queued run, detached: its own session (no
     SIGHUP when the terminal goes), output to ``worker.log`` in the run's folder. The pid is
-    recorded at once so a worker that dies before claiming the run shows up as crashed."""
+    recorded at once so a worker that dies before claiming the run shows up as crashed.
+    ``env`` adds to the environment (a scheduler pins a GPU slot's worker with
+    ``CUDA_VISIBLE_DEVICES``)."""
     store = Store(db_path, create=False)
     try:
         run = store.get_run(run_id)
         folder = store.run_dir(run.id)
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "core.worker", str(run.id), "--db", str(Path(db_path).resolve())]
-        if device:
-            cmd += ["--device", device]
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        cmd = worker_command(db_path, run.id, device)
+        env = child_environment(env)
         with open(folder / "worker.log", "ab") as log:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

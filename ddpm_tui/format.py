@@ -106,6 +106,14 @@ def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def device_label(run: Any) -> str:
+    """Where a run trains, short: ``cpu``, ``cuda:3``, ``cuda x4`` for four processes."""
+    world = getattr(run, "world_size", 1) or 1
+    if world > 1:
+        return f"{run.device.split(':')[0]} x{world}"
+    return run.device
+
+
 def run_facts(run: Any, now: float | None = None) -> list[tuple[str, str]]:
     """The facts about a run that `ddpm show` and the dashboard's run screen both list."""
     env = getattr(run, "env", None) or {}

@@ -59,7 +59,7 @@ app = typer.Typer(
 
 # The command modules, in the order `ddpm --help` lists their commands. Each registers its
 # commands on `app` as it is imported, so they are imported here, after `app` exists.
-COMMAND_MODULES = ("run", "ls", "show", "manage", "export", "sample", "eval", "compare", "tui")
+COMMAND_MODULES = ("run", "sweep", "queue", "ls", "show", "manage", "export", "sample", "eval", "compare", "tui")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 

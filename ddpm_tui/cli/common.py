@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 
 
 # The sampler names the engine offers (core.choices, free of torch).
-Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, type=str)
+Sampler = enum.StrEnum("Sampler", {name: name for name in SAMPLERS})
 
 
-class Art(str, enum.Enum):
+class Art(enum.StrEnum):
     half = "half"
     braille = "braille"
     ascii = "ascii"
@@ -113,36 +113,43 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def command(name: str, **kw):
-    """``app.command`` plus the error policy: our errors as one line, exit 1; anything else
-    as one line naming it a bug (``DDPM_DEBUG=1`` re-raises it for the traceback)."""
+def guarded(fn):
+    """The error policy around a command: our errors as one line, exit 1; anything else as one
+    line naming it a bug (``DDPM_DEBUG=1`` re-raises it for the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except DDPMError as e:
+            raise fail(str(e)) from None
+        except sqlite3.Error as e:
+            raise fail(f"database error: {e}; if another program holds the file, try again") from None
+        except OSError as e:
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            raise fail(f"{e.strerror or e}{where}") from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except Exception as e:
+            if os.environ.get("DDPM_DEBUG"):
+                raise
+            raise fail(
+                f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                "(a bug in ddpm-tui; DDPM_DEBUG=1 shows the traceback)"
+            ) from None
+
+    return wrapper
+
+
+def command(name: str, group: typer.Typer | None = None, **kw):
+    """``app.command`` (or ``group.command``, for a sub-command such as ``queue start``) under
+    the error policy of :func:`guarded`."""
     from ddpm_tui.cli import app  # defined before the package imports the command modules
 
     def deco(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except (typer.Exit, typer.Abort):
-                raise
-            except DDPMError as e:
-                raise fail(str(e)) from None
-            except sqlite3.Error as e:
-                raise fail(f"database error: {e}; if another program holds the file, try again") from None
-            except OSError as e:
-                where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-                raise fail(f"{e.strerror or e}{where}") from None
-            except KeyboardInterrupt:
-                raise fail("interrupted", 130) from None
-            except Exception as e:
-                if os.environ.get("DDPM_DEBUG"):
-                    raise
-                raise fail(
-                    f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-                    "(a bug in ddpm-tui; DDPM_DEBUG=1 shows the traceback)"
-                ) from None
-
-        return app.command(name, **kw)(wrapper)
+        return (group or app).command(name, **kw)(guarded(fn))
 
     return deco
 

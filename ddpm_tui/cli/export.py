@@ -13,7 +13,7 @@ import typer
 from ddpm_tui.cli.common import DbOpt, RunArg, UserError, command
 
 
-class Format(str, enum.Enum):
+class Format(enum.StrEnum):
     csv = "csv"
     json = "json"
 

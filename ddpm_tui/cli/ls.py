@@ -22,6 +22,9 @@ def ls_cmd(
         ),
     ] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only runs with this tag.", show_default=False)] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Only the runs of this study (ddpm sweep --name).", show_default=False)
+    ] = None,
     json_out: JsonOpt = False,
     db: DbOpt = None,
 ) -> None:
@@ -38,7 +41,12 @@ def ls_cmd(
             make_console().print(f"no runs yet ({path} does not exist); start one with: ddpm run")
         return
     with open_store(db) as store:
-        runs = store.list_runs(status=status, tag=tag)
+        runs = store.list_runs(status=status, tag=tag, study=study)
+        if study is not None and not runs and not store.list_runs(study=study):
+            known = sorted({r.study for r in store.list_runs() if r.study})
+            raise UserError(
+                f"no study {study!r}" + (f"; studies: {', '.join(known)}" if known else "; record one with ddpm sweep")
+            )
         fids = store.latest_figure_for_all("fid")
     if json_out:
         print_json([{**r.to_json(), "fid": fids[r.id][0] if r.id in fids else None,
@@ -46,14 +54,14 @@ def ls_cmd(
         return
     console = make_console()
     if not runs:
-        console.print("no runs match" if (status or tag) else "no runs yet; start one with: ddpm run")
+        console.print("no runs match" if (status or tag or study) else "no runs yet; start one with: ddpm run")
         return
     from rich.table import Table
 
-    from ddpm_tui.format import STATUS_STYLE, age, number
+    from ddpm_tui.format import STATUS_STYLE, age, device_label, number
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col, justify in (("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("step", "right"),
+    for col, justify in (("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("device", "left"), ("step", "right"),
                          ("loss", "right"), ("fid", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")):  # fmt: skip
         if col == "fid" and not fids:
             continue
@@ -65,7 +73,7 @@ def ls_cmd(
     for r in runs:
         fid = [(f"{fids[r.id][0]:.2f}" + ("*" if fids[r.id][1] != usual else "")) if r.id in fids else "-"] if fids else []
         table.add_row(
-            str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", f"{r.step:,}/{r.total_steps:,}",
+            str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", device_label(r), f"{r.step:,}/{r.total_steps:,}",
             number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
         )  # fmt: skip
     console.print(table)

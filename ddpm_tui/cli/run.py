@@ -25,6 +25,7 @@ from ddpm_tui.cli.common import (
     DeviceOpt,
     JsonOpt,
     RunArg,
+    UserError,
     command,
     device_option,
     fail,
@@ -238,11 +239,19 @@ def run_cmd(
             show_default=False,
         ),
     ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", "-q", help="Record it as queued for a scheduler (ddpm queue start) instead of starting it.")
+    ] = False,
+    priority: Annotated[int, typer.Option("--priority", help="With --queue: higher runs first; ties oldest first.")] = 0,
+    retries: Annotated[
+        int | None,
+        typer.Option("--retries", min=0, help="With --queue: re-queue it after a crash this many times.", show_default=False),
+    ] = None,
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Start a training run (in the foreground unless --detach)."""
+    """Start a training run (in the foreground unless --detach), or queue it (--queue)."""
     from core.config import default_preset
     from core.config import preset as make_preset
     from core.devices import device_type, resolve_here
@@ -250,6 +259,8 @@ def run_cmd(
     from core.store import open_store
     from core.worker import spawn_worker
 
+    if not queue and (priority or retries is not None):
+        raise UserError("--priority and --retries are for queued runs; add --queue")
     resolved = resolve_here(device)  # a device this host lacks is refused before anything is recorded
     if preset is None:
         preset = default_preset(device_type(resolved))
@@ -259,8 +270,28 @@ def run_cmd(
     cfg = make_preset(preset, overrides)
     check_available(cfg)
     with open_store(db, write=True, create=True) as store:
-        run = store.create_run(cfg.to_dict(), preset=preset, name=name, tags=tags or [], device=device)
+        run = store.create_run(
+            cfg.to_dict(),
+            preset=preset,
+            name=name,
+            tags=tags or [],
+            device=device,
+            in_queue=queue,
+            priority=priority,
+            retries=retries,
+        )
         db_path = store.path
+        position = next((i for i, r in enumerate(store.waiting(), 1) if r.id == run.id), None) if queue else None
+    if queue:
+        if json_out:
+            print_json(run.to_json())
+        else:
+            make_console().print(
+                f"run [bold]{run.id}[/] ([bold]{run.name}[/]) is queued, number {position} in line\n"
+                "  run the queue:  ddpm queue start   (watch it: ddpm queue)",
+                highlight=False,
+            )
+        return
     if detach:
         proc = spawn_worker(db_path, run.id)
         with open_store(db_path) as store:

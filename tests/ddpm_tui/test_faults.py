@@ -160,11 +160,12 @@ def test_out_of_range_values_get_one_line_each(cli):
 
 def test_hostile_names_never_become_paths(cli):
     assert cli("run", *FAST, "--name", "ok-name").exit_code == 0
-    for name in ("../../escape", "a/b", "$(touch pwned)", "x; rm -rf /", "..", ".hidden", "a\nb", "7"):
+    for name in ("../../escape", "$(touch pwned)", "x; rm -rf /", "..", ".hidden", "a\nb", "7", "/abs"):
         res = cli("run", *FAST, "--name", name)
         assert res.exit_code == 1 and "not allowed" in error_line(res), name
+    assert cli("run", *FAST, "--name", "study/lr=1e-3,seed=0").exit_code == 0  # a sweep's names: still no path
     folder = cli.db.parent / f"{cli.db.stem}.runs"
-    assert [p.name for p in folder.iterdir()] == ["1"]  # run folders are named by id, never by name
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "2"]  # run folders are named by id, never by name
     assert not (cli.db.parent / "pwned").exists()
 
 
