@@ -380,6 +380,28 @@ def test_a_sample_grid_appears_animates_and_saves_as_png(db, tmp_path):
         assert im.size[0] > 28 * 3 and im.mode == "L"
 
 
+def test_a_damaged_checkpoint_is_one_line_on_the_sample_screen(db):
+    """The child's ``error:`` line is what the screen says; no traceback reaches it."""
+    app = make_app(db)
+    with Store(db) as store:
+        path = Path(store.checkpoint_at(2).path)
+    path.write_bytes(path.read_bytes()[:1000])
+
+    async def script(pilot):
+        from textual.widgets import Static
+
+        await pilot.press("g")
+        screen = app.screen
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#sample-status", Static)
+        await until(pilot, lambda: "failed" in str(status.content), "the sampling process to fail")
+        text = str(status.content)
+        assert text.startswith(f"[red]sampling failed: checkpoint {path} is corrupt or unreadable: "), text
+        assert "\n" not in text and "Traceback" not in text
+
+    drive(app, script)
+
+
 def test_leaving_the_sample_screen_kills_its_sampling_process(db):
     """No sampler outlives its screen: a 1024-sample ddpm draw is killed (and reaped) when
     the screen is dismissed, long before it could finish."""
