@@ -61,7 +61,7 @@ def share_of_cores(db_path: Path | str) -> int:
 
 class SampleJob:
     """One draw in a child process. :meth:`run` blocks (call it from a thread worker);
-    :attr:`pid` is the child's while it runs."""
+    ``proc`` is the child once started."""
 
     def __init__(
         self, checkpoint: Path | str, n: int, spec: SamplingSpec, *,
@@ -73,10 +73,6 @@ class SampleJob:
             "--threads", str(threads), "--parent", str(os.getpid()),
         ]  # fmt: skip
         self.proc: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     def run(self, cancelled: Callable[[], bool]) -> Sampled | None:
         """Start the child and wait for it, looking at ``cancelled`` (the worker's flag) every
