@@ -8,30 +8,23 @@ exactly the batches it would have seen.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from core.config import TRAIN_SIZES, ConfigError, RunConfig
-from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist
+from core.sources import S_CURVE_NOISE, DataError, load_fashion_mnist, load_folder, load_mnist, s_curve_points
 
 # ---- the 2-D S-curve -------------------------------------------------------------------
 
 
-def s_curve_points(u: torch.Tensor) -> torch.Tensor:
-    """Points on the S-curve for parameters u in [0, 1]: the (x, z) face of scikit-learn's
-    make_s_curve, scaled into [-1, 1]^2."""
-    t = 3 * math.pi * (u - 0.5)
-    x = torch.sin(t)
-    y = torch.sign(t) * (torch.cos(t) - 1) / 2
-    return torch.stack([x, y], dim=-1)
-
-
-def make_s_curve(n: int, seed: int = 0, noise: float = 0.02) -> torch.Tensor:
+def make_s_curve(n: int, seed: int = 0, noise: float = S_CURVE_NOISE) -> torch.Tensor:
+    """``n`` noisy S-curve points, float32 (n, 2). Torch's generator draws them (the training
+    and evaluation sets are fixed by it); the curve's formula is numpy's, shared with the
+    dashboard (:func:`core.sources.s_curve_points`)."""
     g = torch.Generator().manual_seed(seed)
-    pts = s_curve_points(torch.rand(n, generator=g, dtype=torch.float64))
+    pts = torch.from_numpy(s_curve_points(torch.rand(n, generator=g, dtype=torch.float64).numpy()))
     if noise > 0:
         pts = pts + noise * torch.randn(pts.shape, generator=g, dtype=torch.float64)
     return pts.float()
@@ -39,7 +32,7 @@ def make_s_curve(n: int, seed: int = 0, noise: float = 0.02) -> torch.Tensor:
 
 def distance_to_s_curve(points: torch.Tensor, resolution: int = 4000) -> torch.Tensor:
     """Euclidean distance from each point to the (noise-free) S-curve."""
-    curve = s_curve_points(torch.linspace(0, 1, resolution, dtype=torch.float64)).float()
+    curve = torch.from_numpy(s_curve_points(torch.linspace(0, 1, resolution, dtype=torch.float64).numpy())).float()
     return torch.cdist(points.float().cpu(), curve).min(dim=1).values
 
 

@@ -70,7 +70,7 @@ class Diffusion:
 
     @classmethod
     def from_schedule(cls, schedule: str, T: int, device: torch.device | str = "cpu") -> Diffusion:
-        return cls(make_betas(schedule, T)).to(device)
+        return cls(torch.from_numpy(make_betas(schedule, T))).to(device)
 
     def to(self, device: torch.device | str) -> Diffusion:
         for name in self._names:

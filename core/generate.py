@@ -29,7 +29,7 @@ from core.diffusion import Diffusion
 from core.ema import ema_weights
 from core.models import build_model, place_model
 from core.samplers import SampleResult, sample
-from core.sampling_spec import SamplingSpec
+from core.sampling_spec import SamplingSpec, resolve_spec
 
 
 def generate(
@@ -122,9 +122,13 @@ def draw(
     trajectory_frames: int = 0,
 ) -> Drawn:
     """``n`` samples from a checkpoint's EMA weights under ``spec``: what ``ddpm sample``,
-    ``ddpm eval`` and the dashboard's sample and explore screens all do."""
+    ``ddpm eval`` and the dashboard's sample and explore screens (through
+    :mod:`core.sample_job`) all do. ``spec`` is checked against the checkpoint's own run (a
+    :class:`~core.sampling_spec.SamplingError` if that run cannot honour it), since the
+    sample job gets it from the command line."""
     dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
     net, diffusion, cfg, step = load_for_sampling(path, dev)
+    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta)
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames)
     seconds = time.perf_counter() - t0

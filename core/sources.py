@@ -1,4 +1,4 @@
-"""Where datasets come from: files on disk read into numpy arrays, without torch.
+"""Where datasets come from: files on disk read into numpy arrays, and the S-curve's formula, without torch.
 
 MNIST ships inside the package (its four official gzipped idx files in ``core/assets/mnist``),
 so training works offline. Fashion-MNIST is found in torchvision's cache, in Debian's
@@ -6,8 +6,8 @@ so training works offline. Fashion-MNIST is found in torchvision's cache, in Deb
 is read with Pillow, centre-cropped and resized.
 
 Kept apart from ``data.py`` (the tensors on the training device) so that the CLI can check
-that a run's data exists before recording it, and the dashboard can show a real digit, without
-loading torch.
+that a run's data exists before recording it, and the dashboard can show a real digit or the
+S-curve, without loading torch.
 """
 
 from __future__ import annotations
@@ -35,6 +35,26 @@ class DataError(DDPMError):
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ddpm-tui"
+
+
+# ---- the 2-D S-curve ----------------------------------------------------------------------
+
+S_CURVE_NOISE = 0.02  # the standard deviation of the Gaussian noise around the curve
+
+
+def s_curve_points(u: np.ndarray) -> np.ndarray:
+    """Points on the S-curve for parameters u in [0, 1], float64 (..., 2): the (x, z) face of
+    scikit-learn's make_s_curve, scaled into [-1, 1]^2."""
+    t = 3 * math.pi * (u - 0.5)
+    return np.stack([np.sin(t), np.sign(t) * (np.cos(t) - 1) / 2], axis=-1)
+
+
+def s_curve_preview(n: int, seed: int = 0, noise: float = S_CURVE_NOISE) -> np.ndarray:
+    """``n`` noisy S-curve points, float64 (n, 2), drawn with numpy's generator: the training
+    set's distribution (:func:`core.data.make_s_curve`) but not its points, which torch's
+    generator draws. For the dashboard, which shows the curve without loading torch."""
+    rng = np.random.default_rng(seed)
+    return s_curve_points(rng.random(n)) + noise * rng.standard_normal((n, 2))
 
 
 # ---- idx files --------------------------------------------------------------------------

@@ -6,8 +6,9 @@ screen re-reads its rows only when something changed. The UI never talks to a wo
 stop is a row update, a start or resume spawns ``python -m core.worker`` detached (the
 CLI's :func:`core.worker.spawn_worker`), so quitting leaves training running.
 
-Nothing here imports torch: the runs table opens in well under a second with a thousand
-runs. Sampling and exploring import it lazily in worker threads.
+Nothing in this process imports torch, ever: the runs table opens in well under a second
+with a thousand runs, and the sample and explore screens draw samples in a child process
+(:mod:`ddpm_tui.sample_client`) that dies with the screen.
 """
 
 from __future__ import annotations

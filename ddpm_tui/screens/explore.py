@@ -2,9 +2,10 @@
 schedule (``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, in closed form), and for 2-D
 runs the S-curve noised forward beside the model's points at successive reverse steps.
 
-The schedule comes from :mod:`core.schedules` and the data from :mod:`core.sources` /
-:mod:`core.data`, loaded once in a worker thread (torch is imported there); moving t is then
-a few numpy operations on the UI thread, fast enough to follow a held key.
+The schedule comes from :mod:`core.schedules` and the data from :mod:`core.sources`, all
+numpy, loaded once in a worker thread; moving t is then a few numpy operations on the UI
+thread, fast enough to follow a held key. The reverse process of a 2-D run is sampled in a
+child process (:mod:`ddpm_tui.sample_client`), so the dashboard never imports torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Static
+from textual.worker import get_current_worker
 
 from core.store import Run
 from ddpm_tui.screens.base import DataScreen
@@ -101,7 +103,7 @@ class ExploreScreen(DataScreen):
 
             from core.schedules import make_betas
 
-            betas = make_betas(run.config["schedule"], int(run.config["T"])).numpy()
+            betas = make_betas(run.config["schedule"], int(run.config["T"]))
             abar = np.cumprod(1.0 - betas)
             data = self._data(run)
         except Exception as e:
@@ -113,14 +115,12 @@ class ExploreScreen(DataScreen):
     def _data(run: Run):
         import numpy as np
 
+        from core import sources
         from core.config import RunConfig
 
         cfg = RunConfig.from_dict(run.config)
         if cfg.dataset == "scurve":
-            from core.data import make_s_curve
-
-            return make_s_curve(POINTS, seed=0).numpy().astype(np.float64)
-        from core import sources
+            return sources.s_curve_preview(POINTS, seed=0)
 
         if cfg.dataset == "mnist":
             images, _ = sources.load_mnist("test")
@@ -237,17 +237,22 @@ class ExploreScreen(DataScreen):
 
     @work(thread=True, exclusive=True, group="explore-reverse")
     def sample_reverse(self, path: str) -> None:
-        try:
-            from core.generate import draw
-            from core.sampling_spec import resolve_spec
-            from ddpm_tui.screens.sample import share_cores
+        from core.sampling_spec import resolve_spec
+        from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 
-            share_cores(self.store.path)
-            drawn = draw(path, POINTS, resolve_spec(self.run.config), seed=self.seed, trajectory_frames=REVERSE_FRAMES)
-        except Exception as e:
-            self.app.call_from_thread(self.notify, f"sampling failed: {type(e).__name__}: {e}", severity="error")
+        worker = get_current_worker()
+        job = SampleJob(
+            path, POINTS, resolve_spec(self.run.config), seed=self.seed, frames=REVERSE_FRAMES,
+            threads=share_of_cores(self.store.path),
+        )  # fmt: skip
+        try:
+            drawn = job.run(lambda: worker.is_cancelled)
+        except SampleFailed as e:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self.notify, f"sampling failed: {e}", severity="error")
             return
-        self.app.call_from_thread(self._reverse_ready, drawn.frames, drawn.timesteps)
+        if drawn is not None and not worker.is_cancelled:
+            self.app.call_from_thread(self._reverse_ready, drawn.frames, drawn.timesteps)
 
     def _reverse_ready(self, frames: list, timesteps: list[int]) -> None:
         self.reverse, self.reverse_t = frames, timesteps

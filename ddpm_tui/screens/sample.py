@@ -1,10 +1,10 @@
 """Draw samples from a run's checkpoint and watch the denoising, frame by frame.
 
-Loading the checkpoint and sampling happen in a worker thread (torch is imported there, on
-first use), so the dashboard keeps drawing; the frames then play back at a steady rate. The
-sampling itself is the CLI's: :func:`core.train.load_for_sampling` and
-:func:`core.train.generate` with a trajectory, and ``Save`` writes the grid as ``ddpm sample
---out`` does.
+Loading the checkpoint and sampling happen in a child process (:mod:`ddpm_tui.sample_client`
+runs :mod:`core.sample_job`), waited for by a worker thread, so the dashboard keeps drawing
+and never imports torch; leaving the screen kills the child. The frames then play back at a
+steady rate. The sampling itself is the CLI's, :func:`core.generate.draw` with a trajectory,
+and ``Save`` writes the grid as ``ddpm sample --out`` does.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from core.choices import ETA_MAX
 from core.sampling_spec import SamplingError, resolve_spec
+from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
 
@@ -28,30 +29,12 @@ FPS = 12
 MAX_FRAMES = 40
 
 
-def share_cores(db_path: Path) -> None:
-    """Take this process's share of the cores beside the training workers on this host: as
-    core.worker.CpuShare explains, OpenMP threads that outnumber the cores wait on each other.
-    Called on the sampling thread, which owns its OpenMP thread count."""
-    import os
-
-    import torch
-
-    from core.store import Store
-
-    try:
-        with Store(db_path, readonly=True, create=False) as store:
-            live = store.live_workers_here()
-    except Exception:
-        live = 0
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // (1 + live))))  # OMP_NUM_THREADS caps it
-
-
 class SampleScreen(DataScreen):
     """Run, checkpoint, sampler, steps, eta, seed, count; enter samples, ctrl+s saves."""
 
     HELP_TITLE = "sample"
     HELP = (
-        "Sampling runs in a background thread with the run's EMA weights. ddpm always takes T steps; ddim takes any "
+        "Sampling runs in a background process with the run's EMA weights. ddpm always takes T steps; ddim takes any "
         "number up to T, and eta adds noise (0 is deterministic). The same seed draws the same samples."
     )
     BINDINGS = [
@@ -70,6 +53,7 @@ class SampleScreen(DataScreen):
         self.frame = 0
         self._timer = None
         self._meta = ""
+        self.job: SampleJob | None = None  # the draw in progress, or the last one
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -219,19 +203,20 @@ class SampleScreen(DataScreen):
     @work(thread=True, exclusive=True, group="sample")
     def sample(self, path: str, args: dict) -> None:
         worker = get_current_worker()
+        self.job = job = SampleJob(
+            path, args["n"], args["spec"], seed=args["seed"], frames=MAX_FRAMES, threads=share_of_cores(self.store.path)
+        )
         try:
-            from core.generate import draw
-
-            share_cores(self.store.path)
-            drawn = draw(path, args["n"], args["spec"], seed=args["seed"], device="auto", trajectory_frames=MAX_FRAMES)
-        except Exception as e:
+            drawn = job.run(lambda: worker.is_cancelled)
+        except SampleFailed as e:
             if not worker.is_cancelled:
-                self.app.call_from_thread(self._failed, f"{type(e).__name__}: {e}")
+                self.app.call_from_thread(self._failed, str(e))
             return
-        meta = (f"{args['n']} samples from run {args['run'].id} at step {drawn.step:,}, {drawn.spec.label}, seed {args['seed']}, "
+        if drawn is None or worker.is_cancelled:
+            return
+        meta = (f"{args['n']} samples from run {args['run'].id} at step {drawn.step:,}, {drawn.label}, seed {args['seed']}, "
                 f"on {drawn.device}, in {drawn.seconds:.1f}s")  # fmt: skip
-        if not worker.is_cancelled:
-            self.app.call_from_thread(self._play, drawn.frames, drawn.timesteps, drawn.data, meta)
+        self.app.call_from_thread(self._play, drawn.frames, drawn.timesteps, drawn.data, meta)
 
     def _failed(self, message: str) -> None:
         self.query_one("#sample-status", Static).update(f"[red]sampling failed: {message}[/]")

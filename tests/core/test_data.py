@@ -1,4 +1,7 @@
 import gzip
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,8 @@ from core import sources
 from core.config import ConfigError, preset
 from core.data import BatchOrder, check_fits, distance_to_s_curve, load_dataset, make_s_curve, to_model_range, to_uint8
 from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist, read_idx
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_mnist_is_the_official_dataset():
@@ -103,6 +108,39 @@ def test_s_curve_points_lie_on_the_curve():
     assert distance_to_s_curve(pts).max() < 0.01
     noise = torch.randn(2000, 2)
     assert distance_to_s_curve(noise).mean() > 0.3
+
+
+def _torch_s_curve(n: int, seed: int) -> torch.Tensor:
+    """core/data.py's make_s_curve as it was, all in torch (commit 1c9ce0a), for comparison."""
+    g = torch.Generator().manual_seed(seed)
+    t = 3 * math.pi * (torch.rand(n, generator=g, dtype=torch.float64) - 0.5)
+    pts = torch.stack([torch.sin(t), torch.sign(t) * (torch.cos(t) - 1) / 2], dim=-1)
+    return (pts + 0.02 * torch.randn(pts.shape, generator=g, dtype=torch.float64)).float()
+
+
+def test_the_s_curve_sets_are_the_same_points_since_the_formula_moved_to_numpy():
+    """The formula moved to core.sources (numpy) so the dashboard can draw it without torch;
+    the training and test sets, and evaluation's references, must not change by one bit."""
+    cfg = preset("scurve")
+    assert torch.equal(load_dataset(cfg, "train").data, _torch_s_curve(20_000, 0))
+    assert torch.equal(load_dataset(cfg, "test").data, _torch_s_curve(20_000, 1))
+    assert torch.equal(make_s_curve(2000, seed=10_005), _torch_s_curve(2000, 10_005))
+
+
+def test_the_dashboards_s_curve_needs_no_torch_and_lies_on_the_curve():
+    code = (
+        "import sys\n"
+        "from core.sources import s_curve_preview\n"
+        "p = s_curve_preview(512, seed=0)\n"
+        "print(p.shape, p.dtype, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(512, 2) float64 False"
+    on = sources.s_curve_preview(2000, seed=3, noise=0.0)
+    assert distance_to_s_curve(torch.from_numpy(on)).max() < 0.01
+    noisy = torch.from_numpy(sources.s_curve_preview(2000, seed=3))
+    assert 0.005 < distance_to_s_curve(noisy).mean() < 0.03  # the training set's 0.02 noise around the curve
 
 
 def test_batch_order_is_a_fresh_permutation_each_epoch_and_stateless():

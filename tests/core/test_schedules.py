@@ -1,16 +1,24 @@
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from core.schedules import SCHEDULES, make_betas
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
 @pytest.mark.parametrize("T", [10, 100, 1000])
 def test_schedule_is_a_valid_noise_chain(name, T):
     betas = make_betas(name, T)
-    assert betas.shape == (T,) and betas.dtype == torch.float64
+    assert betas.shape == (T,) and betas.dtype == np.float64
     assert (betas > 0).all() and (betas < 1).all()
-    abar = torch.cumprod(1 - betas, 0)
+    abar = np.cumprod(1 - betas)
     assert (abar[1:] < abar[:-1]).all(), "abar must fall strictly"
     assert abar[0] > 0.95, "the first step adds little noise"
     assert abar[-1] < 0.01, "the last step is (nearly) pure noise"
@@ -18,8 +26,8 @@ def test_schedule_is_a_valid_noise_chain(name, T):
 
 def test_linear_schedule_scales_with_T():
     # 1000/T scaling: a short chain ends as noisy as the standard 1000-step one.
-    long = torch.cumprod(1 - make_betas("linear", 1000), 0)[-1]
-    short = torch.cumprod(1 - make_betas("linear", 250), 0)[-1]
+    long = np.cumprod(1 - make_betas("linear", 1000))[-1]
+    short = np.cumprod(1 - make_betas("linear", 250))[-1]
     assert long < 1e-4 and short < 1e-4
     assert make_betas("linear", 1000)[0].item() == pytest.approx(1e-4)
     assert make_betas("linear", 1000)[-1].item() == pytest.approx(0.02)
@@ -28,11 +36,11 @@ def test_linear_schedule_scales_with_T():
 
 def test_cosine_matches_its_closed_form():
     T, s = 1000, 0.008
-    abar = torch.cumprod(1 - make_betas("cosine", T), 0)
-    t = torch.arange(1, T + 1, dtype=torch.float64) / T
-    f = torch.cos((t + s) / (1 + s) * torch.pi / 2) ** 2 / torch.cos(torch.tensor(s / (1 + s) * torch.pi / 2)) ** 2
+    abar = np.cumprod(1 - make_betas("cosine", T))
+    t = np.arange(1, T + 1, dtype=np.float64) / T
+    f = np.cos((t + s) / (1 + s) * np.pi / 2) ** 2 / np.cos(s / (1 + s) * np.pi / 2) ** 2
     # equal until the 0.999 beta clip bites at the very end
-    assert torch.allclose(abar[:-5], f[:-5], rtol=1e-6, atol=1e-9)
+    assert np.allclose(abar[:-5], f[:-5], rtol=1e-6, atol=1e-9)
 
 
 def test_unknown_schedule_and_bad_T_are_rejected():
@@ -40,3 +48,44 @@ def test_unknown_schedule_and_bad_T_are_rejected():
         make_betas("exponential", 100)
     with pytest.raises(ValueError, match="at least 1"):
         make_betas("linear", 0)
+
+
+# ---- the torch formulas the schedules were computed with until they moved to numpy -------
+
+
+def _torch_betas(name: str, T: int) -> torch.Tensor:
+    """core/schedules.py as it was in torch (commit 1c9ce0a), for comparison."""
+    scale = 1000.0 / T
+    start, end = scale * 1e-4, min(scale * 0.02, 0.999)
+    if name == "linear":
+        return torch.linspace(start, end, T, dtype=torch.float64)
+    if name == "quadratic":
+        return torch.linspace(start**0.5, end**0.5, T, dtype=torch.float64) ** 2
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    if name == "cosine":
+        ab = torch.cos((u + 0.008) / (1 + 0.008) * math.pi / 2) ** 2
+    else:
+        v_start, v_end = 1.0 / (1.0 + math.exp(3.0)), 1.0 / (1.0 + math.exp(-3.0))
+        ab = (v_end - torch.sigmoid(u * 6.0 - 3.0)) / (v_end - v_start)
+    return (1.0 - ab[1:] / ab[:-1]).clamp(min=0.0, max=0.999)
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("T", [1, 2, 10, 100, 1000])
+def test_numpy_betas_equal_the_torch_ones(name, T):
+    """The same numbers as before, up to the last bit: numpy's linspace, cos and exp round
+    differently from torch's, and betas are differences of nearly equal abar values, so the
+    betas agree to 1e-13 and abar (what noising uses) to 1e-14 of itself."""
+    betas = make_betas(name, T)
+    ref = _torch_betas(name, T).numpy()
+    assert isinstance(betas, np.ndarray) and betas.dtype == np.float64 and betas.shape == ref.shape
+    np.testing.assert_allclose(betas, ref, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.cumprod(1 - betas), np.cumprod(1 - ref), rtol=1e-14, atol=0)
+
+
+def test_the_schedules_load_without_torch():
+    """The dashboard draws a run's schedule and noises data forward in its own process."""
+    code = "import sys, core.schedules as s; s.make_betas('cosine', 100); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"

@@ -308,6 +308,34 @@ def test_keys_open_each_screen_and_every_action_is_in_the_palette(db):
     drive(app, script)
 
 
+def test_explore_noises_the_s_curve_and_plays_the_reverse_process_of_a_2d_run(tmp_path):
+    """The forward view of a 2-D run (numpy points) and its reverse process, sampled in a
+    child process from the run's latest checkpoint."""
+    cli = Cli(tmp_path / "experiments.db")
+    res = cli("run", "--preset", "scurve", "--set", "steps=10", "--set", "log_every=5", "--set", "sample_every=0",
+              "--set", "checkpoint_every=0", "--set", "sample_steps=5", "--name", "curve")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    app = make_app(cli.db)
+
+    async def script(pilot):
+        from ddpm_tui.widgets.art import ArtView
+
+        await pilot.press("e")
+        explore = app.screen
+        await until(pilot, lambda: explore.abar is not None, "the schedule and the S-curve to load")
+        assert len(explore.abar) == 200 and explore.query_one("#explore-now", ArtView).data.shape == (512, 2)
+        before = explore.query_one("#explore-now", ArtView).data
+        await pilot.press("shift+right")
+        assert explore.t == 50 + 20 and not (explore.query_one("#explore-now", ArtView).data == before).all()
+        await pilot.press("p")
+        await until(pilot, lambda: explore.reverse, "the reverse process from the child")
+        assert len(explore.reverse) == len(explore.reverse_t) == 5
+        assert explore.reverse[0].shape == (256, 2)  # the trajectory is that of the first batch of 256
+        assert explore.reverse_t == sorted(explore.reverse_t, reverse=True)  # from noise towards the data
+
+    drive(app, script)
+
+
 def test_compare_lists_only_the_config_keys_that_differ(db):
     app = make_app(db)
 
@@ -337,7 +365,7 @@ def test_a_sample_grid_appears_animates_and_saves_as_png(db, tmp_path):
         screen.query_one("#s-steps", Input).value = "5"
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: screen.final is not None, "sampling in the worker thread")
+        await until(pilot, lambda: screen.final is not None, "sampling in the child process")
         assert screen.final.shape == (9, 1, 28, 28) and len(screen.frames) == 5
         await until(pilot, lambda: screen._timer is None, "the animation to finish")
         assert screen.query_one("#sample-art", ArtView).data is screen.final
@@ -350,6 +378,55 @@ def test_a_sample_grid_appears_animates_and_saves_as_png(db, tmp_path):
 
     with Image.open(out) as im:
         assert im.size[0] > 28 * 3 and im.mode == "L"
+
+
+def test_a_damaged_checkpoint_is_one_line_on_the_sample_screen(db):
+    """The child's ``error:`` line is what the screen says; no traceback reaches it."""
+    app = make_app(db)
+    with Store(db) as store:
+        path = Path(store.checkpoint_at(2).path)
+    path.write_bytes(path.read_bytes()[:1000])
+
+    async def script(pilot):
+        from textual.widgets import Static
+
+        await pilot.press("g")
+        screen = app.screen
+        await pilot.press("ctrl+r")
+        status = screen.query_one("#sample-status", Static)
+        await until(pilot, lambda: "failed" in str(status.content), "the sampling process to fail")
+        text = str(status.content)
+        assert text.startswith(f"[red]sampling failed: checkpoint {path} is corrupt or unreadable: "), text
+        assert "\n" not in text and "Traceback" not in text
+
+    drive(app, script)
+
+
+def test_leaving_the_sample_screen_kills_its_sampling_process(db):
+    """No sampler outlives its screen: a 1024-sample ddpm draw is killed (and reaped) when
+    the screen is dismissed, long before it could finish."""
+    app = make_app(db)
+
+    async def script(pilot):
+        from textual.widgets import Input, Select
+
+        await pilot.press("g")
+        screen = app.screen
+        screen.query_one("#s-sampler", Select).value = "ddpm"
+        screen.query_one("#s-n", Input).value = "1024"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.job is not None and screen.job.proc is not None, "the sampling process to start")
+        proc = screen.job.proc
+        assert proc.poll() is None, "the draw is long: it must still be running"
+        await pilot.press("escape")
+        assert app.screen is not screen
+        await until(pilot, lambda: proc.returncode is not None, "the sampling process to be killed")
+        assert proc.returncode == -signal.SIGKILL
+        with pytest.raises(ProcessLookupError):
+            os.kill(proc.pid, 0)  # killed and reaped: not even a zombie is left
+
+    drive(app, script)
 
 
 def test_delete_asks_first_and_tag_edits_the_row(db):
@@ -395,9 +472,47 @@ def test_opening_the_runs_table_does_not_import_torch(db):
     assert "rows 2 torch False" in res.stdout, res.stdout
 
 
+def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
+    """The UI process imports no torch: a grid is drawn in a child process, and the explore
+    screen's schedule and data are numpy."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from core.store import open_store\n"
+        "from ddpm_tui.app import DdpmApp\n"
+        "async def until(pilot, cond):\n"
+        "    deadline = time.monotonic() + 150\n"
+        "    while not cond() and time.monotonic() < deadline:\n"
+        "        await pilot.pause(0.1)\n"
+        "async def auto(pilot):\n"
+        "    from ddpm_tui.widgets.art import ArtView\n"
+        "    await pilot.pause()\n"
+        "    await pilot.press('g')\n"
+        "    sample = pilot.app.screen\n"
+        "    await pilot.press('ctrl+r')\n"
+        "    await until(pilot, lambda: sample.final is not None and sample._timer is None)\n"
+        "    grid = sample.query_one('#sample-art', ArtView).data\n"
+        "    print('grid', None if grid is None else grid.shape, grid is sample.final, sample._meta)\n"
+        "    await pilot.press('escape', 'e')\n"
+        "    explore = pilot.app.screen\n"
+        "    await until(pilot, lambda: explore.abar is not None)\n"
+        "    t0 = explore.t\n"
+        "    await pilot.press('right')\n"
+        "    print('moved', explore.t - t0, explore.query_one('#explore-now', ArtView).data.shape)\n"
+        "    print('torch', 'torch' in sys.modules)\n"
+        "    pilot.app.exit()\n"
+        f"DdpmApp(open_store(Path({str(db)!r}), create=False)).run(headless=True, size=(140, 45), auto_pilot=auto)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "grid (16, 1, 28, 28) True 16 samples from run 2 at step 12, ddim-10 eta" in res.stdout, res.stdout
+    assert "moved 1 (3, 1, 28, 28)" in res.stdout, res.stdout
+    assert "torch False" in res.stdout, res.stdout
+
+
 def test_the_dashboard_loads_neither_the_cli_nor_torch():
     """Every screen and widget shares code with the CLI through modules of their own, so the
-    dashboard never loads Typer (nor torch, which sampling and exploring load when used)."""
+    dashboard never loads Typer (nor torch: sampling runs in a child process)."""
     code = (
         "import importlib, pkgutil, sys\n"
         "import ddpm_tui.app, ddpm_tui.screens, ddpm_tui.widgets\n"
