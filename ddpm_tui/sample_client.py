@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.processes import child_environment
 from core.sampling_spec import SamplingSpec
 
-ROOT = Path(__file__).resolve().parent.parent  # the folder holding core/, put on the child's path
 POLL_S = 0.05  # how often the waiting thread looks at its worker's cancel flag
 
 
@@ -89,8 +89,7 @@ class SampleJob:
     def _run(self, cancelled: Callable[[], bool]) -> Sampled | None:
         folder = Path(tempfile.mkdtemp(prefix="ddpm-sample-"))
         out = folder / "samples.npz"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env = child_environment()
         try:
             with open(folder / "stderr", "w+b") as err:  # a file, not a pipe: a chatty child cannot block on it
                 self.proc = subprocess.Popen(
