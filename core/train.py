@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import devices
+from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import RunConfig
 from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
@@ -188,7 +188,9 @@ def optimizer_state_for(opt: torch.optim.Optimizer, saved: dict) -> dict:
 class Trainer:
     """One run's training state and loop. ``clock`` times the steps (tests pass a fake one);
     ``data_placement`` is ``auto`` (the device when the dataset fits, see
-    :func:`core.data.fits_on_device`), ``device`` or ``host``."""
+    :func:`core.data.fits_on_device`), ``device`` or ``host``; ``system`` reads the
+    process's memory and load into every log window (default: what
+    :func:`core.sysinfo.reader_for` picks for the device; ``sysinfo.Readers()`` reads none)."""
 
     def __init__(
         self,
@@ -202,6 +204,7 @@ class Trainer:
         dataset: TensorDataset | None = None,
         clock: Callable[[], float] = time.perf_counter,
         data_placement: str = "auto",
+        system: sysinfo.SystemReader | None = None,
     ):
         self.cfg = cfg.validate()
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
@@ -210,6 +213,8 @@ class Trainer:
         self.should_stop = should_stop
         self.time_budget_s = time_budget_s
         self.clock = clock
+        # One that raises is dropped, never fails the run (sysinfo.Readers).
+        self.system = sysinfo.Readers([system]) if system is not None else sysinfo.reader_for(self.device)
 
         data = dataset if dataset is not None else load_dataset(cfg)
         check_fits(cfg, len(data))
@@ -445,6 +450,7 @@ class Trainer:
             "images_per_s": n * self.cfg.batch_size / seconds if seconds > 0 else 0.0,
             "elapsed_s": self.elapsed,
         }
+        values.update(self.system.read())  # host-side counters, after the window's sync and outside its time
         self.on_event(Metrics(self.step, values))
 
     # ---- sampling ----------------------------------------------------------------------
