@@ -412,6 +412,15 @@ def preset(name: str, overrides: dict[str, typing.Any] | None = None) -> RunConf
     return replace(base, overrides or {}, validate=True)
 
 
+def check_split(cfg: RunConfig, world_size: int) -> None:
+    """The global batch must split evenly into processes x micro-batches."""
+    if world_size > 1 and cfg.batch_size % (cfg.grad_accum * world_size):
+        raise ConfigError([
+            f"batch_size: {cfg.batch_size} does not split into {world_size} processes x {cfg.grad_accum} "
+            f"micro-batches; use a multiple of {world_size * cfg.grad_accum}"
+        ])  # fmt: skip
+
+
 def default_preset(device_type: str) -> str:
     """`classic` where there is a GPU to run it, `quick` on a CPU."""
     return "classic" if device_type == "cuda" else "quick"

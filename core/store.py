@@ -215,6 +215,7 @@ class NewRun:
     priority: int = 0
     in_queue: bool = False
     retries: int | None = None
+    world_size: int = 1
 
 
 @dataclass
@@ -473,10 +474,11 @@ class Store:
         priority: int = 0,
         in_queue: bool = False,
         retries: int | None = None,
+        world_size: int = 1,
     ) -> Run:
         """A new ``queued`` run; its name defaults to ``<preset>-<id>``. ``in_queue`` leaves it
         to a scheduler; otherwise the caller starts its worker."""
-        spec = NewRun(config, preset, name, list(tags), device, notes, study, priority, in_queue, retries)
+        spec = NewRun(config, preset, name, list(tags), device, notes, study, priority, in_queue, retries, world_size)
         return self.get_run(self.create_runs([spec])[0])
 
     def create_runs(self, runs: list[NewRun]) -> list[int]:
@@ -498,10 +500,10 @@ class Store:
                     raise StoreError(f"a run named {r.name!r} exists already; choose another --name")
                 cur = c.execute(
                     "INSERT INTO runs (name, preset, status, config, device_request, created, total_steps, tags, notes,"
-                    " study, priority, in_queue, retries) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " study, priority, in_queue, retries, world_size) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (r.name or f"tmp-{os.getpid()}-{now}-{len(ids)}", r.preset, json.dumps(r.config, sort_keys=True),
                      r.device, now, int(r.config.get("steps", 0)), json.dumps(r.tags), r.notes, r.study, int(r.priority),
-                     int(r.in_queue), r.retries),
+                     int(r.in_queue), r.retries, int(r.world_size)),
                 )  # fmt: skip
                 run_id = int(cur.lastrowid)
                 if r.name is None:
@@ -619,7 +621,9 @@ class Store:
                 (status, error, time.time(), time.time(), run_id),
             )
 
-    def prepare_resume(self, ref: int | str, total_steps: int | None = None, *, in_queue: bool = False) -> Run:
+    def prepare_resume(
+        self, ref: int | str, total_steps: int | None = None, *, in_queue: bool = False, world_size: int | None = None
+    ) -> Run:
         """Make a stopped, failed, crashed or completed run ``queued`` again, optionally with a
         new total step count (which must lie beyond the step it reached); ``in_queue`` leaves
         it to a scheduler, otherwise the caller starts its worker."""
@@ -638,8 +642,8 @@ class Store:
             c.execute(
                 "UPDATE runs SET status = 'queued', pid = NULL, host = NULL, proc_start = NULL, error = NULL,"
                 " ended = NULL, stop_requested = 0, total_steps = ?, config = ?, in_queue = ?, scheduler = NULL,"
-                " slot = NULL WHERE id = ?",
-                (total, json.dumps(config, sort_keys=True), int(in_queue), run.id),
+                " slot = NULL, world_size = ? WHERE id = ?",
+                (total, json.dumps(config, sort_keys=True), int(in_queue), int(world_size or run.world_size), run.id),
             )
         return self.get_run(run.id)
 
@@ -654,18 +658,28 @@ class Store:
         rows = self._rows(f"SELECT * FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
         return [_to_run(r, now, self._here) for r in rows]
 
-    def take_next(self, scheduler: int, slot: str, accepts: Callable[[str], bool]) -> Run | None:
-        """The first waiting run whose device request ``accepts`` takes, marked as this
-        scheduler's in ``slot``; None when none waits. One write transaction: two schedulers
-        can never take the same run."""
+    def take_next(self, scheduler: int, choose: Callable[[str, int], list[str] | None]) -> Run | None:
+        """The first waiting run this scheduler can train now, marked as its own in the slots
+        ``choose(device_request, world_size)`` picks: a list of slot names to take it, an
+        empty list to wait (the head of the queue waits for enough slots; nothing behind it
+        jumps ahead), None when these slots can never train it (it is skipped). One write
+        transaction: two schedulers can never take the same run."""
         taken = None
         with self.write() as c:
-            rows = c.execute(f"SELECT id, device_request FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
-            for rid, request in rows.fetchall():
-                if accepts(request or "auto"):
-                    c.execute(f"UPDATE runs SET scheduler = ?, slot = ? WHERE id = ? AND {self.WAITING}", (scheduler, slot, rid))
+            rows = c.execute(
+                f"SELECT id, device_request, world_size FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC"
+            )
+            for rid, request, world in rows.fetchall():
+                slots = choose(request or "auto", int(world or 1))
+                if slots is None:
+                    continue
+                if slots:
+                    c.execute(
+                        f"UPDATE runs SET scheduler = ?, slot = ? WHERE id = ? AND {self.WAITING}",
+                        (scheduler, "+".join(slots), rid),
+                    )
                     taken = rid
-                    break
+                break
         return self.get_run(taken) if taken is not None else None
 
     def adopt(self, run_id: int, scheduler: int, slot: str) -> None:
@@ -764,7 +778,7 @@ class Store:
         return live
 
     def set_progress(self, run_id: int, **values: Any) -> None:
-        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env"}
+        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env", "world_size"}
         bad = set(values) - allowed
         if bad:
             raise ValueError(f"not progress fields: {bad}")

@@ -64,22 +64,6 @@ def queue_status(ctx: typer.Context, json_out: JsonOpt = False, db: DbOpt = None
         console.print(renderable)
 
 
-def _parse_gpus(text: str, count: int) -> list[int]:
-    if text.strip().lower() == "all":
-        return list(range(count))
-    gpus = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit():
-            raise UserError(f"--gpus {text}: expected GPU indices such as 0,1,2,3 (or all)")
-        gpus.append(int(part))
-    bad = [g for g in gpus if g >= count]
-    if bad:
-        have = "GPU 0" if count == 1 else f"GPUs 0 to {count - 1}"
-        raise UserError(f"--gpus {text}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} ({have})")
-    return sorted(dict.fromkeys(gpus))
-
-
 @command("start", group=queue_app)
 def queue_start(
     gpus: Annotated[
@@ -145,18 +129,14 @@ def queue_start(
 def plan_for(gpus: str | None, per_gpu: int, slots: int | None):
     """The slots a start asks for, checked against this machine (asked of torch in a child,
     so this command stays light)."""
-    from core.devices import probe_isolated
+    from core.devices import parse_gpus, probe_isolated
     from core.scheduler import plan_slots
 
     if slots is not None:
         return plan_slots(slots=slots)
     acc = probe_isolated()
     if gpus is not None:
-        if not acc.cuda:
-            raise UserError(
-                f"--gpus: {acc.no_cuda_reason().removesuffix('; use --device cpu (or auto)')}; use --slots N for CPU slots"
-            )
-        return plan_slots(gpus=_parse_gpus(gpus, acc.cuda), per_gpu=per_gpu)
+        return plan_slots(gpus=parse_gpus(gpus, acc), per_gpu=per_gpu)
     if acc.cuda:
         return plan_slots(gpus=list(range(acc.cuda)), per_gpu=per_gpu)
     return plan_slots(slots=max(1, acc.cpu_cores // 2))
