@@ -65,5 +65,7 @@ def test_a_batch_that_does_not_split_is_refused_in_one_line():
 
     from core.config import ConfigError
 
-    with pytest.raises(ConfigError, match="batch_size: 16 does not split into 3 processes x 2 micro-batches; use a multiple of 6"):
+    with pytest.raises(
+        ConfigError, match="batch_size: 16 does not split into 3 processes x 2 micro-batches; use a multiple of 6"
+    ):
         Trainer(preset("smoke", CFG), device="cpu", dataset=_digits(), group=ProcessGroup(0, 3, 0))
