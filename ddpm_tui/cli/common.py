@@ -107,9 +107,18 @@ class UserError(DDPMError):
     """A problem with what was asked on the command line itself."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on (a carriage return, a line or
+    paragraph separator, an escape) written as its escape, so a bad argument echoed in an
+    error can never split or overwrite the line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    for line in message.splitlines() or [message]:
-        print(f"error: {line}", file=sys.stderr)
+    """One ``error:`` line per line of ``message`` (a config with three bad fields is three
+    lines, one per field), each made printable."""
+    for line in message.split("\n") or [message]:
+        print(f"error: {printable(line)}", file=sys.stderr)
     return typer.Exit(code)
 
 
