@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import DDPMError
-from core.store import FINAL, Store, hostname, pid_alive
+from core.store import Store, hostname, pid_alive
 
 POLL_S = 0.5  # how often slots are checked: a freed slot takes its next run within a second
 
@@ -138,6 +138,7 @@ class Scheduler:
         self.interrupted = threading.Event()
         self._lock_file = None
         self._stop_sent = False
+        self._exiting: list[subprocess.Popen] = []  # workers whose runs ended, still exiting
 
     # ---- one per host ----------------------------------------------------------------
 
@@ -188,7 +189,7 @@ class Scheduler:
         return started
 
     def _done(self, stopping: int) -> bool:
-        busy = any(not s.free for s in self.slots)
+        busy = any(not s.free for s in self.slots) or bool(self._exiting)
         if stopping:
             return not busy
         if self.drain:
@@ -294,13 +295,20 @@ class Scheduler:
                 # recorded the pid, say); it trains, so the slot stays busy with it.
                 lead.pid = run.pid
                 continue
-            if not exited:
-                continue
-            if run.status == "crashed":
-                self._retry(run)
-            elif run.status in FINAL:
+            if run.status in ("completed", "stopped", "failed"):
+                # Ended: the slot is free now, while the worker process finishes exiting (its
+                # teardown would otherwise delay the next run by a second).
                 self.log(f"run {run.id} ({run.name}) {run.status} at step {run.step:,}; {run.slot} free")
+            elif exited and run.status == "crashed":
+                self._retry(run)
+            elif exited:  # gone before it could claim the run (it was cancelled, say)
+                pass
+            else:
+                continue
+            if lead.proc is not None:
+                self._exiting.append(lead.proc)
             self._free(run.id)
+        self._exiting = [p for p in self._exiting if p.poll() is None]  # reaps the finished ones
 
     def _retry(self, run) -> None:
         allowed = run.retries if run.retries is not None else self.retries
