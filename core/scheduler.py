@@ -259,7 +259,8 @@ class Scheduler:
             if not self._launch(slots, run.id):
                 break
             started += 1
-            self.log(f"run {run.id} ({run.name}) -> {run.slot} (pid {slots[0].pid})")
+            where = f"pid {slots[0].pid}" if (slots[0].pid or 0) > 0 else "placed by Ray"
+            self.log(f"run {run.id} ({run.name}) -> {run.slot} ({where})")
         return started
 
     def _launch(self, slots: list[Slot], run_id: int) -> bool:
@@ -364,9 +365,19 @@ def queue_state(store: Store) -> QueueState:
 # ---- the process -------------------------------------------------------------------------
 
 
-def command(db_path: Path | str, slots: list[Slot], retries: int, drain: bool) -> list[str]:
-    """The command line of a scheduler process for these slots (``ddpm queue start --detach``)."""
+def command(
+    db_path: Path | str, slots: list[Slot], retries: int, drain: bool, ray: str | None = None, cpus_per_run: int | None = None
+) -> list[str]:
+    """The command line of a scheduler process for these slots, or for a Ray cluster
+    (``ddpm queue start --detach``)."""
     cmd = [sys.executable, "-m", "core.scheduler", "--db", str(Path(db_path).resolve()), "--retries", str(retries)]
+    if ray is not None:
+        return (
+            cmd
+            + ["--ray", ray]
+            + (["--cpus-per-run", str(cpus_per_run)] if cpus_per_run else [])
+            + (["--drain"] if drain else [])
+        )
     gpus = sorted({int(s.device.split(":")[1]) for s in slots if s.device.startswith("cuda")})
     if gpus:
         per_gpu = sum(1 for s in slots if s.device == f"cuda:{gpus[0]}")
@@ -376,7 +387,14 @@ def command(db_path: Path | str, slots: list[Slot], retries: int, drain: bool) -
     return cmd + (["--drain"] if drain else [])
 
 
-def spawn(db_path: Path | str, slots: list[Slot], retries: int = 0, drain: bool = False) -> subprocess.Popen:
+def spawn(
+    db_path: Path | str,
+    slots: list[Slot],
+    retries: int = 0,
+    drain: bool = False,
+    ray: str | None = None,
+    cpus_per_run: int | None = None,
+) -> subprocess.Popen:
     """Start a scheduler in its own session (it outlives the terminal), logging beside the
     database's runs."""
     from core.processes import child_environment
@@ -386,7 +404,7 @@ def spawn(db_path: Path | str, slots: list[Slot], retries: int = 0, drain: bool 
         log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            command(db_path, slots, retries, drain), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            command(db_path, slots, retries, drain, ray, cpus_per_run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=child_environment(), cwd=str(Path(db_path).resolve().parent),
         )  # fmt: skip
 
@@ -399,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=None, help="CPU slots (when no --gpus)")
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--drain", action="store_true")
+    ap.add_argument("--ray", default=None, help="auto, ADDRESS or local: work the queue off on a Ray cluster")
+    ap.add_argument("--cpus-per-run", type=int, default=None, help="with --ray: CPUs each run asks for")
     args = ap.parse_args(argv)
     gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     slots = plan_slots(gpus=gpus, per_gpu=args.per_gpu, slots=args.slots)
@@ -407,7 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
     try:
-        scheduler = Scheduler(args.db, slots, retries=args.retries, drain=args.drain, log=say)
+        if args.ray is not None:
+            from core.ray_queue import RayScheduler
+
+            scheduler = RayScheduler(args.db, address=args.ray, cpus_per_run=args.cpus_per_run, retries=args.retries,
+                                     drain=args.drain, log=say)  # fmt: skip
+            slots = scheduler.slots
+        else:
+            scheduler = Scheduler(args.db, slots, retries=args.retries, drain=args.drain, log=say)
     except DDPMError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1

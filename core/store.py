@@ -548,8 +548,9 @@ class Store:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def claim(self, run_id: int, *, device: str, pid: int | None = None) -> Run:
-        """Make this process the run's worker: ``running``, with pid, host and heartbeat.
+    def claim(self, run_id: int, *, device: str, pid: int | None = None, host: str | None = None) -> Run:
+        """Make this process the run's worker: ``running``, with pid, host and heartbeat
+        (``pid`` and ``host`` name another process, for a Ray run recorded by the head).
 
         One statement, so two workers can never both claim a run: the second sees the first's
         live row and is refused. A run that is crashed, stopped, failed or completed is claimed
@@ -567,7 +568,17 @@ class Store:
                 "UPDATE runs SET status = 'running', pid = ?, host = ?, proc_start = ?, heartbeat = ?,"
                 " started = coalesce(started, ?), ended = NULL, error = NULL, device = ?, stop_requested = 0"
                 " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
-                (pid, self._here, process_start(pid), now, now, device, run_id, run.stored_status, run.pid),
+                (
+                    pid,
+                    host or self._here,
+                    process_start(pid) if (host or self._here) == self._here else None,
+                    now,
+                    now,
+                    device,
+                    run_id,
+                    run.stored_status,
+                    run.pid,
+                ),
             )
             if cur.rowcount != 1:
                 raise StoreError(f"run {run_id} was claimed by another worker at the same moment; it is running there")
@@ -588,6 +599,12 @@ class Store:
                 "UPDATE runs SET heartbeat = ? WHERE id = ? AND pid = ? AND status = 'running'",
                 (time.time(), run_id, pid or os.getpid()),
             )
+
+    def mark_gone(self, run_id: int) -> None:
+        """Its worker is known to be dead (Ray said so): make the row read ``crashed`` now
+        rather than when its heartbeat goes stale."""
+        with self.write() as c:
+            c.execute("UPDATE runs SET heartbeat = 0 WHERE id = ? AND status = 'running'", (run_id,))
 
     def live_workers_here(self) -> int:
         """How many runs are being trained by live processes on this host."""

@@ -1,7 +1,7 @@
 """The run queue's figures on this machine: slots kept full, how fast a freed slot refills,
 the scheduler's memory, how fast `ddpm queue` answers.
 
-    python bench/queue.py [--runs 8] [--slots 2] [--steps 30]
+    python bench/run_queue.py [--runs 8] [--slots 2] [--steps 30]
 
 Queues ``--runs`` `smoke` runs in a fresh database, runs ``ddpm queue start --slots N --drain``
 as a user would (a subprocess), and watches the database and /proc meanwhile (20 times a
