@@ -197,6 +197,12 @@ class DdpmApp(App[None]):
 
         self.push_screen(RunScreen(run_id))
 
+    def open_queue(self) -> None:
+        from ddpm_tui.screens.queue import QueueScreen
+
+        if not isinstance(self.page, QueueScreen):
+            self.push_screen(QueueScreen())
+
     def open_compare(self, run_ids: list[int]) -> None:
         from ddpm_tui.screens.compare import CompareScreen
 

@@ -95,7 +95,8 @@ class RunsScreen(DataScreen):
     HELP_TITLE = "runs"
     HELP = (
         "Type / to filter (every word must match the id, name, study, preset, status, device, dataset or a tag). "
-        "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them."
+        "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them. "
+        "Q shows the queue: the scheduler's slots and the runs waiting for them."
     )
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),  # shown by the table, which has the focus
@@ -108,6 +109,7 @@ class RunsScreen(DataScreen):
         Binding("g", "sample", "Sample"),
         Binding("e", "explore", "Explore"),
         Binding("slash", "filter", "Filter"),
+        Binding("Q", "queue", "Queue"),
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse", "Reverse sort", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -294,3 +296,6 @@ class RunsScreen(DataScreen):
         run = self.current()
         if run is not None:
             self.ddpm.open_explore(run.id)
+
+    def action_queue(self) -> None:
+        self.ddpm.open_queue()

@@ -246,6 +246,7 @@ def test_keys_open_each_screen_and_every_action_is_in_the_palette(db):
             "Explore",
             "Filter",
             "Sort",
+            "Queue",
             "Help",
             "Quit",
         } <= titles
@@ -596,3 +597,21 @@ def test_snapshot_run(frozen_db, snap_compare):
 
 def test_snapshot_compare(frozen_db, snap_compare):
     assert snap_compare(snapshot_app(frozen_db), press=["space", "space", "c"], terminal_size=SIZE)
+
+
+def test_snapshot_queue(frozen_db, snap_compare):
+    """Three runs of a study waiting behind a lone run moved to the front, no scheduler."""
+    from core.store import NewRun
+    from core.sweep import expand, new_runs
+
+    with Store(frozen_db) as store:
+        store.create_runs(new_runs(expand("grid", "smoke", {"lr": "1e-3,2e-3,4e-3", "channel_mult": "[1,2]"}), "grid", "smoke"))
+        (lone,) = store.create_runs([NewRun(preset_config("smoke"), "smoke", "lone", in_queue=True, device="cpu")])
+        store.move_to_front(lone)
+    assert snap_compare(snapshot_app(frozen_db), press=["Q"], terminal_size=SIZE)
+
+
+def preset_config(name: str) -> dict:
+    from core.config import preset
+
+    return preset(name).to_dict()
