@@ -1,5 +1,6 @@
 """The dashboard's run queue driven with Pilot against real SQLite files: the Queue screen
-(the waiting list in order, its keys, a real scheduler started, followed and stopped from it)."""
+(the waiting list in order, its keys, a real scheduler started, followed and stopped from it)
+and the new-run form queueing one run or a sweep, compared with what ``ddpm sweep`` records."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from core.config import preset
 from core.store import Store, pid_alive
-from tests.ddpm_tui.conftest import drive, make_app, until
+from tests.ddpm_tui.conftest import Cli, drive, make_app, until
 
 FAST = {"steps": 12, "log_every": 3, "sample_every": 0, "checkpoint_every": 6}
 LONG = {"steps": 100_000, "log_every": 2, "sample_every": 0, "checkpoint_every": 20}
@@ -200,3 +201,100 @@ def test_the_queue_screen_starts_a_scheduler_follows_its_slot_and_stops_it(lefto
     with Store(db) as store:
         procs = store.conn.execute("SELECT pid, proc_start FROM schedulers UNION SELECT pid, proc_start FROM runs").fetchall()
     assert not [pid for pid, start in procs if pid and pid_alive(pid, start)], "a scheduler or worker outlived the test"
+
+
+# ---- queueing from the new-run form ------------------------------------------------------------
+
+
+async def open_form(pilot, app, **fields):
+    from textual.widgets import Input, Select
+
+    await pilot.press("n")
+    form = app.screen
+    form.query_one("#preset", Select).value = "smoke"
+    await pilot.pause()
+    for k, v in fields.items():
+        form.query_one(f"#f-{k}", Input).value = v
+    await pilot.pause()
+    return form
+
+
+def test_the_form_queues_one_run_with_its_priority(tmp_path):
+    app = make_app(tmp_path / "experiments.db")
+
+    async def script(pilot):
+        from ddpm_tui.screens.queue import QueueScreen
+
+        form = await open_form(pilot, app, name="one", priority="5", steps="30")
+        assert form.errors == {} and form.config is not None and form.sweep is None
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen), "the Queue screen")
+        (run,) = app.store.list_runs()
+        assert (run.name, run.in_queue, run.priority, run.status, run.pid, run.total_steps) == (
+            "one",
+            True,
+            5,
+            "queued",
+            None,
+            30,
+        )
+        assert column(app.screen.waiting_table, "name") == ["one"]
+
+    drive(app, script)
+
+
+def test_the_form_makes_the_sweep_ddpm_sweep_makes_and_refuses_a_bad_element(tmp_path):
+    app = make_app(tmp_path / "experiments.db")
+    cli = Cli(tmp_path / "cli.db")
+
+    async def script(pilot):
+        from textual.widgets import Button, Input, Label, Static
+
+        from ddpm_tui.screens.confirm import ConfirmScreen
+        from ddpm_tui.screens.queue import QueueScreen
+
+        form = await open_form(pilot, app, lr="1e-3,-1", objective="eps,v", seed="0,1")
+        assert set(form.errors) == {"lr", "name"} and form.sweep is None
+        assert "lr: -1.0 is out of range" in str(form.query_one("#e-lr", Static).content)
+        assert str(form.query_one("#l-name", Label).content) == "study"  # a list makes it a sweep: it needs a study
+        assert form.query_one("#queue", Button).disabled
+        await pilot.press("ctrl+o")
+        assert not isinstance(app.screen, ConfirmScreen) and app.store.list_runs() == []
+
+        form.query_one("#f-lr", Input).value = "1e-3,2e-3"
+        form.query_one("#f-name", Input).value = "grid"
+        form.query_one("#f-tags", Input).value = "t"
+        form.query_one("#f-priority", Input).value = "2"
+        await pilot.pause()
+        assert form.errors == {} and len(form.sweep) == 8
+        status = str(form.query_one("#form-status", Static).content)
+        assert "8 runs: 2 values of objective x 2 values of lr x 2 seeds" in status
+        await pilot.press("ctrl+s")  # a sweep is queued, never launched
+        assert app.store.list_runs() == []
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, ConfirmScreen) and "Queue study grid: 8 runs" in app.screen.question
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, QueueScreen), "the Queue screen")
+        assert len(column(app.screen.waiting_table, "name")) == 8
+
+        await pilot.press("escape")
+        form = await open_form(pilot, app, seed=",".join(map(str, range(300))), name="big")
+        assert len(form.sweep) == 300
+        await pilot.press("ctrl+o", "y")
+        assert isinstance(app.screen, ConfirmScreen) and "300 runs is more than 256" in app.screen.question
+        await pilot.press("n")
+        assert app.store.list_runs(study="big") == []
+        await pilot.press("ctrl+o", "y", "y")
+        await until(pilot, lambda: len(app.store.list_runs(study="big")) == 300, "the 300 runs")
+
+    drive(app, script)
+    res = cli("sweep", "--preset", "smoke", "--set", "objective=eps,v", "--set", "lr=1e-3,2e-3", "--set", "seed=0,1",
+              "--name", "grid", "--tag", "t", "--priority", "2")  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+    def recorded(path) -> list[tuple]:
+        with Store(path) as store:
+            return [(r.name, r.preset, r.config, r.study, r.tags, r.priority, r.in_queue, r.device_request, r.retries)
+                    for r in store.list_runs(study="grid")]  # fmt: skip
+
+    assert recorded(app.store.path) == recorded(cli.db)  # the form records what ddpm sweep records
