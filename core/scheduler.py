@@ -72,6 +72,16 @@ def plan_slots(
     return [Slot(f"cpu/{k}", "cpu", threads=share) for k in range(n)]
 
 
+def default_slots(acc) -> list[Slot]:
+    """What a scheduler fills when nobody says: one slot on every GPU torch sees, else one CPU
+    slot per 2 cores (a training process keeps two cores busy). ``acc`` is a
+    :class:`core.devices.Accelerators`, asked of a child process by the faces that start
+    schedulers (``ddpm queue start``, ``ddpm sweep --start``, the dashboard's Queue screen)."""
+    if acc.cuda:
+        return plan_slots(gpus=list(range(acc.cuda)))
+    return plan_slots(slots=max(1, acc.cpu_cores // 2), cores=acc.cpu_cores)
+
+
 def accepts(slot: Slot, request: str) -> bool:
     """Whether a run that asked for ``request`` may train in ``slot``: ``auto`` anywhere,
     ``cuda`` on any GPU slot, ``cuda:N`` only on GPU N's slots, ``cpu`` only on CPU slots."""
@@ -396,17 +406,19 @@ def spawn(
     cpus_per_run: int | None = None,
 ) -> subprocess.Popen:
     """Start a scheduler in its own session (it outlives the terminal), logging beside the
-    database's runs."""
-    from core.processes import child_environment
+    database's runs. A long-lived parent (the dashboard) collects it when it exits
+    (:func:`core.processes.reap`)."""
+    from core.processes import child_environment, track
 
     with Store(db_path, create=False) as store:
         log_path = store.runs_root / "scheduler.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             command(db_path, slots, retries, drain, ray, cpus_per_run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=child_environment(), cwd=str(Path(db_path).resolve().parent),
         )  # fmt: skip
+    return track(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -749,6 +749,33 @@ class Store:
             c.execute("UPDATE runs SET priority = ? WHERE id = ?", (int(top) + 1, run.id))
         return self.get_run(run.id)
 
+    def move_up(self, ref: int | str) -> Run:
+        """A waiting run one place up the queue, past the run just before it and no further.
+
+        The order is (priority descending, id ascending), so two neighbours of one priority
+        have no priority between them: the run takes the lowest priority that puts it before
+        its neighbour, and the runs ahead of that neighbour rise together by the least step
+        (0 to 2) that keeps them ahead of it. Raising the head rather than lowering the tail
+        keeps a run queued later at the default priority at the back. One transaction: the
+        order read is the order changed. The first run stays where it is."""
+        run = self.get_run(ref)
+        with self.write() as c:
+            order = c.execute(f"SELECT id, priority FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC").fetchall()
+            ids = [rid for rid, _ in order]
+            if run.id not in ids:
+                raise StoreError(f"run {run.id} ({run.name}) is not waiting in the queue (it is {run.status})")
+            i = ids.index(run.id)
+            if i == 0:
+                return run
+            prev_id, prev_p = order[i - 1]
+            new_p = prev_p if run.id < prev_id else prev_p + 1
+            ahead = order[: i - 1]
+            rise = next(k for k in (0, 1, 2) if all(p + k > new_p or (p + k == new_p and rid < run.id) for rid, p in ahead))
+            c.execute("UPDATE runs SET priority = ? WHERE id = ?", (new_p, run.id))
+            if rise:
+                c.executemany("UPDATE runs SET priority = priority + ? WHERE id = ?", [(rise, rid) for rid, _ in ahead])
+        return self.get_run(run.id)
+
     # ---- schedulers ------------------------------------------------------------------------
 
     def register_scheduler(self, slots: list[dict], retries: int = 0, pid: int | None = None) -> int:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.devices import DeviceError
-from core.processes import child_environment
+from core.processes import child_environment, track
 from core.store import BUSY_TIMEOUT_MS, HEARTBEAT_EVERY, Run, Store, StoreError
 
 THREADS_ENV = "DDPM_THREADS"  # set by a scheduler for its CPU slots: the worker's thread count
@@ -384,8 +384,6 @@ def _safe(fn: Callable) -> None:
 
 # ---- detached workers --------------------------------------------------------------------
 
-_children: list[subprocess.Popen] = []
-
 
 def worker_command(db_path: Path | str, run_id: int, device: str | None = None, nproc: int = 1) -> list[str]:
     """``python -m core.worker RUN --db PATH``, or torchrun's launcher starting ``nproc`` of
@@ -420,16 +418,7 @@ def spawn_worker(
         store.set_spawned(run.id, proc.pid)
     finally:
         store.close()
-    _children.append(proc)
-    reap()
-    return proc
-
-
-def reap() -> None:
-    """Collect exited detached workers so a long-lived parent (the dashboard) keeps no zombies."""
-    for p in list(_children):
-        if p.poll() is not None:
-            _children.remove(p)
+    return track(proc)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)

@@ -163,7 +163,7 @@ def plan_for(gpus: str | None, per_gpu: int, slots: int | None):
     """The slots a start asks for, checked against this machine (asked of torch in a child,
     so this command stays light)."""
     from core.devices import parse_gpus, probe_isolated
-    from core.scheduler import plan_slots
+    from core.scheduler import default_slots, plan_slots
 
     if slots is not None:
         return plan_slots(slots=slots)
@@ -172,7 +172,7 @@ def plan_for(gpus: str | None, per_gpu: int, slots: int | None):
         return plan_slots(gpus=parse_gpus(gpus, acc), per_gpu=per_gpu)
     if acc.cuda:
         return plan_slots(gpus=list(range(acc.cuda)), per_gpu=per_gpu)
-    return plan_slots(slots=max(1, acc.cpu_cores // 2))
+    return default_slots(acc)
 
 
 @command("stop", group=queue_app)

@@ -27,6 +27,7 @@ def test_tuple_values_go_in_brackets():
         split_values("channel_mult", "[1,2],[1,2")
     with pytest.raises(ConfigError, match="empty value"):
         split_values("lr", "1e-3,,2e-3")
+    assert split_values("data_dir", " ") == [""]  # blank text is one blank value, for the field to judge
 
 
 def test_seeds_count_up_from_the_presets_seed():
