@@ -227,13 +227,22 @@ class SampleRecord:
     data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
     time: float
     eta: float | None = None  # recorded since schema 3
+    guidance: float | None = None  # a conditional run's grid (schema 5)
+    labels: list[int] | None = None  # each image's class (schema 5)
 
     @property
     def label(self) -> str:
         """How the grid was drawn, as sampling specs name themselves (``ddim-50 eta 1.8``)."""
         if self.eta is None:
             return f"{self.sampler}-{self.steps}"
-        return SamplingSpec(self.sampler, self.steps, self.eta).label
+        return SamplingSpec(self.sampler, self.steps, self.eta, self.guidance).label
+
+    @property
+    def per_row(self) -> int | None:
+        """Images per row that put one class on each row (a conditional grid), else None."""
+        from core.sampling_spec import per_row
+
+        return per_row(self.labels)
 
 
 @dataclass
@@ -981,15 +990,18 @@ class Store:
         figures: dict[str, float],
         floor: dict[str, float],
         seconds: float,
+        detail: dict | None = None,
     ) -> None:
-        """One evaluation: its figures, its floor and the protocol they were measured under."""
+        """One evaluation: its figures, its floor and the protocol they were measured under;
+        ``detail`` holds what is not one figure (a conditional run's accuracy per class)."""
         spec = protocol.spec
         with self.write() as c:
             c.execute(
-                "INSERT INTO evals (run, step, n, sampler, steps, eta, seed, figures, floor, seconds, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), int(protocol.seed),
-                 json.dumps(figures), json.dumps(floor), float(seconds), time.time()),
+                "INSERT INTO evals (run, step, n, sampler, steps, eta, guidance, seed, figures, floor, seconds, time, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
+                 int(protocol.seed), json.dumps(figures), json.dumps(floor), float(seconds), time.time(),
+                 json.dumps(detail) if detail else None),
             )  # fmt: skip
 
     def evals(self, ref: int | str) -> list[dict]:
@@ -1018,15 +1030,17 @@ class Store:
 
     # ---- samples ------------------------------------------------------------------------
 
-    def add_samples(self, run_id: int, step: int, data: np.ndarray, spec: SamplingSpec) -> None:
+    def add_samples(self, run_id: int, step: int, data: np.ndarray, spec: SamplingSpec, labels: list[int] | None = None) -> None:
+        """A sample grid; ``labels`` is each image's class for a conditional run."""
         import numpy as np  # only sample blobs need numpy: listing runs stays light
 
         arr = np.ascontiguousarray(data)
         with self.write() as c:
             c.execute(
-                "INSERT INTO samples (run, step, sampler, steps, eta, n, shape, dtype, data, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), int(arr.shape[0]),
+                "INSERT INTO samples (run, step, sampler, steps, eta, guidance, labels, n, shape, dtype, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
+                 json.dumps([int(v) for v in labels]) if labels is not None else None, int(arr.shape[0]),
                  json.dumps(list(arr.shape)), str(arr.dtype), arr.tobytes(), time.time()),
             )  # fmt: skip
 
@@ -1111,6 +1125,7 @@ class Store:
 def _decode_evals(rows: list[dict]) -> list[dict]:
     for r in rows:
         r["figures"], r["floor"] = json.loads(r["figures"]), json.loads(r["floor"])
+        r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         r["protocol"] = Protocol.from_row(r).key
     return rows
 
@@ -1120,7 +1135,9 @@ def _to_samples(row: dict) -> SampleRecord:
 
     shape = tuple(json.loads(row["shape"]))
     data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
-    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"))
+    labels = json.loads(row["labels"]) if row.get("labels") else None
+    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"),
+                        row.get("guidance"), labels)  # fmt: skip
 
 
 def check_name(name: str) -> str:

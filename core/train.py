@@ -24,7 +24,7 @@ import torch
 
 from core import devices
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
-from core.config import RunConfig, check_split
+from core.config import ConfigError, RunConfig, check_split
 from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
 from core.diffusion import Diffusion, sample_noise
 from core.distributed import SINGLE, ProcessGroup, wrap
@@ -33,7 +33,7 @@ from core.errors import DDPMError
 from core.generate import generate, to_numpy
 from core.models import build_model, count_parameters, place_model
 from core.samplers import SampleResult
-from core.sampling_spec import SamplingSpec, resolve_spec
+from core.sampling_spec import SamplingSpec, resolve_spec, sample_labels
 
 
 class TrainingError(DDPMError):
@@ -57,6 +57,7 @@ class Samples:
     step: int
     data: np.ndarray
     spec: SamplingSpec
+    labels: list[int] | None = None  # each image's class, for a conditional run
 
     @property
     def sampler(self) -> str:
@@ -87,6 +88,7 @@ class Evaluated:
     figures: dict[str, float]
     floor: dict[str, float]
     seconds: float
+    detail: dict = field(default_factory=dict)  # a conditional run's accuracy per class
 
 
 @dataclass
@@ -229,6 +231,13 @@ class Trainer:
             self.host_batches = HostBatches(data, self.local_batch, self.device)
         order_device = self.device if self.data_placement == "device" else torch.device("cpu")
         self.order = BatchOrder(len(self.data), self.micro_batch, cfg.seed, order_device)
+        self.labels = None  # a conditional run's labels, on the device (they are small)
+        if cfg.cond == "class":
+            if data.labels is None:
+                raise ConfigError([f"cond: the {cfg.dataset} data has no labels to condition on; leave cond=none"])
+            if int(data.labels.max()) >= cfg.num_classes:
+                raise ConfigError([f"num_classes: the data has {int(data.labels.max()) + 1} classes; set num_classes to that"])
+            self.labels = data.labels.to(self.device)
 
         # Seed the generators this run uses and no others (torch.manual_seed would reseed
         # every GPU's too): the CPU's draws the initial weights, the run's GPU's its dropout.
@@ -354,14 +363,15 @@ class Trainer:
             p = max(p, self.elapsed / self.time_budget_s)
         return p
 
-    def batch(self, k: int) -> torch.Tensor:
-        """This rank's slice of micro-batch k: an index gather on the device, or a staged copy
-        from the host when the dataset does not fit there."""
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's slice of micro-batch k (an index gather on the device, or a staged copy
+        from the host when the dataset does not fit there) and its labels (conditional runs)."""
         lo = self.group.rank * self.local_batch
         idx = self.order.indices(k)[lo : lo + self.local_batch]
+        labels = self.labels.index_select(0, idx.to(self.labels.device)) if self.labels is not None else None
         if self.host_batches is not None:
-            return self.host_batches.gather(idx)
-        return self.data.gather(idx)
+            return self.host_batches.gather(idx), labels
+        return self.data.gather(idx), labels
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step. Returns the loss and gradient norm as device tensors: nothing
@@ -373,13 +383,16 @@ class Trainer:
         lo, hi = self.group.rank * self.local_batch, (self.group.rank + 1) * self.local_batch
         for m in range(cfg.grad_accum):
             k = self.step * cfg.grad_accum + m
-            x0 = self.batch(k)
+            x0, y = self.batch(k)
             # The whole micro-batch's timesteps and noise, drawn alike on every rank; each
             # trains on its slice, so the global batch does not depend on the world size.
             self._gen.manual_seed(_mix(cfg.seed, k))
             t = torch.randint(0, cfg.T, (self.micro_batch,), generator=self._gen, device=dev)[lo:hi]
             shape = (self.micro_batch, *x0.shape[1:])
             eps = sample_noise(shape, generator=self._gen, device=dev, offset_noise=cfg.offset_noise)[lo:hi]
+            if y is not None:  # classifier-free guidance trains the null label on a share of the batch
+                drop = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < cfg.cond_drop
+                y = torch.where(drop, torch.full_like(y, cfg.num_classes), y)
             xt = self.diffusion.q_sample(x0, t, eps)
             last = m == cfg.grad_accum - 1
             # DDP averages gradients once, on the last micro-batch's backward.
@@ -387,7 +400,7 @@ class Trainer:
                 _autocast(dev, self.autocast_dtype),
                 self.model.no_sync() if self.group.distributed and not last else contextlib.nullcontext(),
             ):
-                out = self.model(xt, t)
+                out = self.model(xt, t, y)
                 losses = self.diffusion.training_losses(
                     out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
                 )
@@ -497,19 +510,23 @@ class Trainer:
         seed: int | None = None,
         trajectory_frames: int = 0,
         use_ema: bool = True,
+        labels: list[int] | None = None,
     ) -> SampleResult:
-        """``n`` samples under ``spec`` (default: the run's own, see resolve_spec)."""
+        """``n`` samples under ``spec`` (default: the run's own, see resolve_spec); a
+        conditional run draws ``labels`` (default every class in turn)."""
         cfg = self.cfg
         net = self.ema.module if use_ema else self.net
         return generate(
             net, self.diffusion, cfg, n, spec=spec or resolve_spec(cfg), device=self.device,
-            seed=cfg.seed + 1 if seed is None else seed, trajectory_frames=trajectory_frames,
+            seed=cfg.seed + 1 if seed is None else seed, trajectory_frames=trajectory_frames, labels=labels,
         )  # fmt: skip
 
     def emit_samples(self) -> Samples:
+        """The run's grid of ``sample_n``; a conditional run's has one class per row."""
         spec = resolve_spec(self.cfg)
-        res = self.sample(self.cfg.sample_n, spec)
-        event = Samples(self.step, to_numpy(res.x, self.cfg), spec)
+        labels = sample_labels(self.cfg, self.cfg.sample_n, None)
+        res = self.sample(self.cfg.sample_n, spec, labels=labels)
+        event = Samples(self.step, to_numpy(res.x, self.cfg), spec, labels)
         self.on_event(event)
         return event
 
@@ -524,8 +541,9 @@ class Trainer:
         spec = spec or resolve_spec(cfg)
         check_memory(n, cfg.sample_shape)
         t0 = time.perf_counter()
-        res = self.sample(n, spec, seed=seed)
-        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed)
-        event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0)
+        labels = sample_labels(cfg, n, None)  # a conditional run is judged on every class alike
+        res = self.sample(n, spec, seed=seed, labels=labels)
+        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed, labels=labels)
+        event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0, ev.detail)
         self.on_event(event)
         return event

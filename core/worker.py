@@ -61,14 +61,14 @@ class Recorder:
                 self.flush()
         elif isinstance(event, Samples):
             self.flush()
-            self.store.add_samples(self.run_id, event.step, event.data, event.spec)
+            self.store.add_samples(self.run_id, event.step, event.data, event.spec, event.labels)
         elif isinstance(event, Evaluated):
             from core.sampling_spec import Protocol
 
             self.flush()
             self.store.add_eval(
                 self.run_id, event.step, protocol=Protocol(event.spec, event.n, event.seed),
-                figures=event.figures, floor=event.floor, seconds=event.seconds,
+                figures=event.figures, floor=event.floor, seconds=event.seconds, detail=event.detail,
             )  # fmt: skip
         elif isinstance(event, CheckpointSaved):
             self.flush()  # every metric up to the checkpoint's step is on disk before it counts

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.config import PRESETS
 from core.errors import DDPMError
 from ddpm_tui.cli.common import (
     Art,
@@ -193,7 +194,7 @@ def _report_end(console: Console, store: Store, run: Run, view: ProgressView, ar
     if run.status == "completed":
         latest = store.latest_samples(run.id)
         if latest is not None:
-            console.print(samples_view(console, latest.data, art))
+            console.print(samples_view(console, latest.data, art, per_row=latest.per_row))
         loss = f", loss {run.last_loss:.4f}" if run.last_loss is not None else ""
         console.print(
             f"run [bold]{run.id}[/] ({run.name}) [green]completed[/]: {run.step:,} steps in {duration(run.elapsed_s)}{loss}",
@@ -219,7 +220,7 @@ def run_cmd(
         typer.Option(
             "--preset",
             "-p",
-            help="quick, classic, fashion, scurve, folder or smoke [default: quick on a CPU, classic on CUDA]",
+            help=f"{', '.join(PRESETS)} [default: quick on a CPU, classic on CUDA]",
             show_default=False,
         ),
     ] = None,

@@ -54,5 +54,5 @@ def test_one_bad_value_anywhere_refuses_the_whole_sweep_one_line_each():
     assert len(err.value.errors) == len(set(err.value.errors))  # each problem once, not once per run
     with pytest.raises(ConfigError, match="listed twice"):
         expand("s", "smoke", {"lr": "1e-3,1e-3"})
-    with pytest.raises(ConfigError, match="quick, classic"):
+    with pytest.raises(ConfigError, match="quick, quick-cond, classic"):
         expand("s", "nope", {})

@@ -212,7 +212,7 @@ def test_bad_preset_and_bad_set_values_leave_no_row(cli):
     before = cli("run", *FAST)
     assert before.exit_code == 0
     for args, words in (
-        (["--preset", "huge"], "quick, classic"),
+        (["--preset", "huge"], "quick, quick-cond, classic"),
         (["--preset", "smoke", "--set", "lr=-1"], "lr:"),
         (["--preset", "smoke", "--set", "steps=ten"], "whole number"),
         (["--preset", "smoke", "--set", "nope=1"], "unknown setting"),
