@@ -9,7 +9,10 @@ script prints minutes, steps, images seen, images/s and the parameter count, the
 the judge's confident share and class entropy (see core/evaluate.py).
 
 Extra flags (later issues extend, never break, the ones above): --set key=value (any config
-field), --device, --seed.
+field), --device, --seed, --threads, --checkpoint FILE.pt; --sampler dpmpp2m; for a
+class-conditional preset (quick-cond), --guidance W and --labels-out LABELS.npy (the class each
+sample was asked for: int64, the --out order; classes balanced and in order), and the judge's
+class accuracy is printed.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.atomic import atomic_write_bytes
 from core.checkpoint import save_checkpoint
+from core.choices import SAMPLERS  # noqa: E402
 from core.config import ConfigError, preset
 from core.generate import to_numpy
-from core.sampling_spec import SamplingError, resolve_spec
+from core.sampling_spec import SamplingError, resolve_spec, sample_labels
 from core.sources import DataError
 from core.train import Metrics, Trainer, TrainingError
 
@@ -47,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget in wall-clock minutes")
     ap.add_argument("--n", type=int, default=1000, help="how many samples to draw")
-    ap.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim)")
+    ap.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
+    ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim, dpmpp2m)")
     ap.add_argument("--eta", type=float, default=None, help="DDIM noise (default: the preset's)")
     ap.add_argument("--out", type=Path, required=True, help="FILE.npy for the samples")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
@@ -57,12 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress lines while training")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="also save the trained state to this .pt file")
+    ap.add_argument("--guidance", type=float, default=None, help="a conditional preset's guidance (default: the preset's)")
+    ap.add_argument("--labels-out", type=Path, default=None, help="LABELS.npy: each sample's class (conditional presets)")
     args = ap.parse_args(argv)
 
     if args.out.suffix != ".npy":
         ap.error("--out must name a .npy file")
     if not args.out.parent.exists():
         ap.error(f"--out: folder {args.out.parent} does not exist")
+    if args.labels_out is not None and args.labels_out.suffix != ".npy":
+        ap.error("--labels-out must name a .npy file")
     try:
         overrides = parse_sets(args.sets)
         if args.seed is not None:
@@ -112,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"images/s    {images / max(trainer.elapsed, 1e-9):.1f}")
 
     try:
-        spec = resolve_spec(cfg, sampler=args.sampler, steps=args.steps if args.sampler == "ddim" else None, eta=args.eta)
+        steps = args.steps if args.sampler != "ddpm" else None
+        spec = resolve_spec(cfg, sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+        labels = sample_labels(cfg, args.n, None)
     except SamplingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    res = trainer.sample(args.n, spec, seed=12345)
+    res = trainer.sample(args.n, spec, seed=12345, labels=labels)
     t_sample = time.perf_counter() - t0
     arr = to_numpy(res.x, cfg)
     if cfg.is_image and arr.shape[1] == 1:
@@ -126,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(args.out, buf)
     print(f"sampling    {args.n} with {spec.label} in {t_sample:.1f}s")
     print(f"wrote       {args.out} {arr.dtype} {tuple(arr.shape)}")
+    if args.labels_out is not None and labels is not None:
+        atomic_write_bytes(args.labels_out, _npy_bytes(np.asarray(labels, dtype=np.int64)))
+        print(f"wrote       {args.labels_out} int64 ({len(labels)},)")
 
     if cfg.dataset in ("mnist", "fashion", "scurve"):
         from core.evaluate import evaluate
 
         t0 = time.perf_counter()
-        ev = evaluate(arr, cfg.dataset, device=trainer.device)
+        ev = evaluate(arr, cfg.dataset, device=trainer.device, labels=labels)
         print(f"judged      {ev.n} samples against the {cfg.dataset} test split in {time.perf_counter() - t0:.1f}s"
               f"  (floor: {ev.n} real training examples)")  # fmt: skip
         for k, v in ev.figures.items():
@@ -142,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label.get(k, k):<40} {_fmt(k, v):>10}   floor {_fmt(k, ev.floor[k]):>10}")
         if ev.class_counts:
             print(f"class_counts {ev.class_counts}")
+        if ev.detail.get("class_accuracy"):
+            print("class_accuracy_by_class " + " ".join(f"{k}:{v:.1%}" for k, v in ev.detail["class_accuracy"].items()))
     return 0
 
 
 def _fmt(name: str, v: float) -> str:
     return (
         f"{v:.1%}"
-        if name == "confident"
+        if name in ("confident", "class_accuracy", "class_accuracy_min")
         else f"{v:.4f}"
         if name in ("kid", "kid_std", "class_entropy", "swd", "curve_distance")
         else f"{v:.2f}"

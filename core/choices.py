@@ -8,7 +8,8 @@ from the math, they can be imported by the UI process without loading torch.
 SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
 OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
+CONDITIONS = ("none", "class")  # what a model is conditioned on
 DATASETS = ("mnist", "fashion", "scurve", "folder")
 MODELS = ("unet", "mlp")
 OPTIMIZERS = ("adam", "adamw")
@@ -16,3 +17,5 @@ LR_DECAYS = ("constant", "linear", "cosine")
 # DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
 # (capped per step at the timestep's own variance, so large values all become the same sampler).
 ETA_MAX = 10.0
+# Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
+GUIDANCE_MAX = 20.0

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from core.config import TRAIN_SIZES, ConfigError, RunConfig
-from core.sources import S_CURVE_NOISE, DataError, load_fashion_mnist, load_folder, load_mnist, s_curve_points
+from core.sources import S_CURVE_NOISE, DataError, folder_classes, load_fashion_mnist, load_folder, load_mnist, s_curve_points
 
 # ---- the 2-D S-curve -------------------------------------------------------------------
 
@@ -123,7 +123,9 @@ def load_dataset(cfg: RunConfig, split: str = "train") -> TensorDataset:
     elif cfg.dataset == "scurve":
         return TensorDataset(make_s_curve(TRAIN_SIZES["scurve"], seed=0 if split == "train" else 1))
     elif cfg.dataset == "folder":
-        return TensorDataset(torch.from_numpy(load_folder(cfg.data_dir, cfg.image_size, cfg.image_channels)))
+        images = torch.from_numpy(load_folder(cfg.data_dir, cfg.image_size, cfg.image_channels))
+        labels = torch.from_numpy(folder_classes(cfg.data_dir)[0]) if cfg.cond == "class" else None
+        return TensorDataset(images, labels)
     else:  # validated configs never get here
         raise DataError(f"unknown dataset {cfg.dataset!r}")
     return TensorDataset(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))

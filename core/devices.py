@@ -192,6 +192,78 @@ def resolve_here(request: str | None) -> str:
     return resolve(request, probe())
 
 
+def parse_gpus(text: str, acc: Accelerators) -> list[int]:
+    """``0,1,3`` or ``all`` as GPU indices this host has, or one line saying what it has."""
+    if not acc.cuda:
+        reason = acc.no_cuda_reason().split(";")[0]
+        raise DeviceError(f"--gpus {text}: {reason}; use --slots N for CPU slots or drop --gpus")
+    if text.strip().lower() == "all":
+        return list(range(acc.cuda))
+    gpus = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise DeviceError(f"--gpus {text}: expected GPU indices such as 0,1,2,3 (or all)")
+        gpus.append(int(part))
+    if any(g >= acc.cuda for g in gpus):
+        have = "GPU 0" if acc.cuda == 1 else f"GPUs 0 to {acc.cuda - 1}"
+        raise DeviceError(f"--gpus {text}: this machine has {acc.cuda} CUDA GPU{'s' if acc.cuda != 1 else ''} ({have})")
+    return list(dict.fromkeys(gpus))
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one run's processes start: how many, on what, and what they may see."""
+
+    nproc: int
+    device: str  # the request every process resolves: "cuda" (its LOCAL_RANK'th visible GPU) or "cpu"
+    env: dict[str, str]  # CUDA_VISIBLE_DEVICES for pinned GPUs; thread counts on the CPU
+
+
+def plan_launch(request: str, acc: Accelerators, *, nproc: int | None = None, gpus: str | None = None) -> Launch:
+    """The processes of one run: ``--nproc N`` (and ``--gpus LIST``, which implies N and pins
+    those GPUs), checked against this host, one line per refusal."""
+    if nproc is not None and nproc < 1:
+        raise DeviceError(f"--nproc {nproc}: a run needs at least 1 process")
+    if gpus is not None:
+        ids = parse_gpus(gpus, acc)
+        if nproc is not None and nproc != len(ids):
+            raise DeviceError(f"--nproc {nproc} with --gpus {gpus}: one process per GPU, so --nproc {len(ids)} (or leave it out)")
+        if parse(request) not in ("auto", "cuda"):
+            raise DeviceError(f"--gpus {gpus} with --device {request}: --gpus trains on those GPUs; drop --device")
+        if len(ids) == 1:
+            return Launch(1, f"cuda:{ids[0]}", {})
+        return Launch(len(ids), "cuda", {"CUDA_VISIBLE_DEVICES": ",".join(map(str, ids))})
+    n = nproc or 1
+    resolved = resolve(request, acc)
+    if n == 1:
+        return Launch(1, request, {})
+    if resolved == "mps":
+        raise DeviceError("--nproc: several processes need CUDA GPUs or the CPU, not MPS")
+    if resolved == "cpu":
+        if n > acc.cpu_cores:
+            raise DeviceError(
+                f"--nproc {n} is more than this machine's {acc.cpu_cores} CPU cores; use --nproc {acc.cpu_cores} or fewer"
+            )
+        threads = str(max(1, acc.cpu_cores // n))
+        return Launch(n, "cpu", {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "DDPM_THREADS": threads})
+    first = int(resolved.split(":")[1])
+    if first + n > acc.cuda:
+        raise DeviceError(
+            f"--nproc {n}: this machine has {acc.cuda} CUDA GPU{'s' if acc.cuda != 1 else ''}; use --gpus to choose them"
+        )
+    return Launch(n, "cuda", {"CUDA_VISIBLE_DEVICES": ",".join(str(first + i) for i in range(n))})
+
+
+def plan_here(request: str, *, nproc: int | None = None, gpus: str | None = None) -> Launch:
+    """:func:`plan_launch` against this process's devices, probing torch only when the answer
+    depends on them (one process on the CPU needs no probe)."""
+    if (nproc or 1) == 1 and gpus is None:
+        resolve_here(request)  # refused here when this host lacks it
+        return Launch(1, request, {})
+    return plan_launch(request, probe(), nproc=nproc, gpus=gpus)
+
+
 def device_type(device: str) -> str:
     return device.split(":")[0]
 

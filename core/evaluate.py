@@ -162,6 +162,21 @@ def score_digits(images: np.ndarray | torch.Tensor, judge: JudgeNet | None = Non
     return scores_from_probs(predict(judge or load_judge("mnist"), images))
 
 
+def _hits(probs: torch.Tensor, labels: list[int]):
+    conf, cls = probs.max(dim=1)
+    for c, k, want in zip(conf.tolist(), cls.tolist(), labels):
+        yield (k == want and c > CONFIDENT), int(want)
+
+
+def class_accuracy(probs: torch.Tensor, labels: list[int]) -> dict[int, float]:
+    """Per class asked for: the share of its samples the judge reads, with max softmax above
+    0.9, as that class."""
+    hits: dict[int, list[bool]] = {}
+    for hit, want in _hits(probs, labels):
+        hits.setdefault(want, []).append(hit)
+    return {k: float(np.mean(v)) for k, v in sorted(hits.items())}
+
+
 def scores_from_probs(probs: torch.Tensor) -> DigitScores:
     conf, cls = probs.max(dim=1)
     counts = np.bincount(cls.numpy(), minlength=probs.shape[1])
@@ -180,6 +195,7 @@ class Evaluation:
     figures: dict[str, float]
     floor: dict[str, float] = field(default_factory=dict)
     class_counts: list[int] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)  # a conditional run's accuracy per class
 
     def as_dict(self) -> dict:
         return {
@@ -221,7 +237,13 @@ class ImageEvaluator:
             self._kid[subset] = kid
         return self._kid[subset]
 
-    def figures(self, images: np.ndarray | torch.Tensor, seed: int = 0) -> tuple[dict[str, float], list[int]]:
+    def figures(
+        self, images: np.ndarray | torch.Tensor, seed: int = 0, labels: list[int] | None = None
+    ) -> tuple[dict[str, float], list[int], dict]:
+        """(figures, predicted-class counts, detail). With ``labels`` (the class each sample
+        was asked for) the figures gain ``class_accuracy`` (the share the judge reads,
+        confidently, as the class asked for) and ``class_accuracy_min`` (the worst class's),
+        and the detail holds the accuracy of every class."""
         x = as_tensor(images)
         if x.ndim == 3:
             x = x.unsqueeze(1)
@@ -253,13 +275,25 @@ class ImageEvaluator:
             "confident": scores.confident,
             "class_entropy": scores.class_entropy,
         }
-        return figs, scores.class_counts
+        detail: dict = {}
+        if labels is not None:
+            per_class = class_accuracy(probs, labels)
+            figs["class_accuracy"] = float(np.mean([hit for hit, _ in _hits(probs, labels)]))
+            figs["class_accuracy_min"] = min(per_class.values())
+            detail["class_accuracy"] = {str(k): v for k, v in per_class.items()}
+        return figs, scores.class_counts, detail
 
-    def floor(self, n: int, seed: int = 0) -> dict[str, float]:
-        """The figures of n real training images (all 60,000 at most)."""
-        train = load_split(self.dataset, "train")[0]
-        idx = np.random.default_rng(seed).permutation(len(train))[: min(n, len(train))]
-        return self.figures(train[np.sort(idx)], seed=seed)[0]
+    def floor(self, n: int, seed: int = 0, labels: list[int] | None = None) -> dict[str, float]:
+        """The figures of n real training images (all 60,000 at most); with ``labels``, images
+        of those classes in those numbers, so class accuracy has a floor too."""
+        train, train_labels = load_split(self.dataset, "train")
+        rng = np.random.default_rng(seed)
+        if labels is None:
+            idx = np.sort(rng.permutation(len(train))[: min(n, len(train))])
+            return self.figures(train[idx], seed=seed)[0]
+        picks = [rng.permutation(np.flatnonzero(train_labels == c))[: labels.count(c)] for c in sorted(set(labels))]
+        idx = np.concatenate(picks)
+        return self.figures(train[idx], seed=seed, labels=[int(v) for v in train_labels[idx]])[0]
 
 
 _EVALUATORS: dict[tuple[str, str], ImageEvaluator] = {}
@@ -295,9 +329,16 @@ def point_figures(points: np.ndarray | torch.Tensor, seed: int = 0) -> dict[str,
 
 
 def evaluate(
-    samples: np.ndarray, dataset: str, *, device: str | torch.device = "cpu", floor: bool = True, seed: int = 0
+    samples: np.ndarray,
+    dataset: str,
+    *,
+    device: str | torch.device = "cpu",
+    floor: bool = True,
+    seed: int = 0,
+    labels: list[int] | None = None,
 ) -> Evaluation:
-    """Figures (and the floor) for samples of a dataset: uint8 images or float32 points."""
+    """Figures (and the floor) for samples of a dataset: uint8 images or float32 points;
+    ``labels`` (the class each sample was asked for) adds class accuracy."""
     n = int(len(samples))
     if dataset == "scurve":
         figs = point_figures(samples, seed)
@@ -306,8 +347,8 @@ def evaluate(
     if dataset not in JUDGED:
         raise EvalError(f"there is no judge for {dataset!r} runs; judged datasets: {', '.join(JUDGED)} and scurve")
     ev = image_evaluator(dataset, device)
-    figs, counts = ev.figures(samples, seed)
-    return Evaluation(dataset, n, figs, ev.floor(n, seed) if floor else {}, counts)
+    figs, counts, detail = ev.figures(samples, seed, labels)
+    return Evaluation(dataset, n, figs, ev.floor(n, seed, labels) if floor else {}, counts, detail)
 
 
 def _s_curve(n: int, seed: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from core.diffusion import Diffusion
 from core.ema import ema_weights
 from core.models import build_model, place_model
 from core.samplers import SampleResult, sample
-from core.sampling_spec import SamplingSpec, resolve_spec
+from core.sampling_spec import SamplingError, SamplingSpec, balanced_labels, resolve_spec, sample_labels
 
 
 def generate(
@@ -43,9 +43,17 @@ def generate(
     seed: int = 0,
     trajectory_frames: int = 0,
     batch: int = 256,
+    labels: list[int] | torch.Tensor | None = None,
 ) -> SampleResult:
     """``n`` samples under ``spec``, reproducibly for ``seed``; the result is on the CPU. The
-    trajectory (when asked for) is that of the first batch."""
+    trajectory (when asked for) is that of the first batch. A conditional run draws sample i
+    of class ``labels[i]`` (default: every class in turn, :func:`balanced_labels`) under the
+    spec's guidance."""
+    if cfg.cond == "class" and labels is None:
+        labels = balanced_labels(n, list(range(cfg.num_classes)))
+    y_all = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
+    if y_all is not None and (len(y_all) != n or int(y_all.min()) < 0 or int(y_all.max()) >= cfg.num_classes):
+        raise SamplingError(f"classes: {n} labels from 0 to {cfg.num_classes - 1} are needed")
     was_training = net.training
     net.eval()
     parts: list[torch.Tensor] = []
@@ -53,8 +61,9 @@ def generate(
     try:
         for start in range(0, n, batch):
             m = min(batch, n - start)
+            y = y_all[start : start + m].to(device) if y_all is not None else None
             res = sample(
-                net,
+                guided(net, y, spec.guidance, cfg.num_classes),
                 diffusion,
                 (m, *cfg.sample_shape),
                 sampler=spec.sampler,
@@ -75,6 +84,32 @@ def generate(
     assert first is not None, "n must be at least 1"
     first.x = torch.cat(parts) if len(parts) > 1 else parts[0]
     return first
+
+
+def guided(net: torch.nn.Module, y: torch.Tensor | None, w: float | None, null: int):
+    """The network as the samplers call it, ``model(x, t)``, steered by classifier-free
+    guidance (Ho and Salimans 2022): ``out = u + w (c - u)`` of the unconditional (null label)
+    and conditional predictions, both from one batch of twice the size.
+
+    The outputs are combined in the objective's own space (eps, x0 or v). That is exactly
+    guidance in eps space: given x_t, eps is an affine function of x0 and of v (eps = (x_t -
+    sqrt(abar) x0) / sqrt(1 - abar); eps = sqrt(1 - abar) x_t + sqrt(abar) v), and an affine
+    map carries u + w (c - u) to the same blend of its images. w = 0 is the unconditional
+    prediction, w = 1 the conditional one (one pass each)."""
+    if y is None:
+        return net
+    if w is None or w == 1.0:
+        return lambda x, t: net(x, t, y)
+    null_y = torch.full_like(y, null)
+    if w == 0.0:
+        return lambda x, t: net(x, t, null_y)
+
+    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_y]))
+        cond, uncond = out.chunk(2)
+        return uncond + w * (cond - uncond)
+
+    return model
 
 
 def to_numpy(x: torch.Tensor, cfg: RunConfig) -> np.ndarray:
@@ -110,6 +145,7 @@ class Drawn:
     seed: int
     device: str
     seconds: float
+    labels: list[int] | None = None  # each sample's class (a conditional run)
 
 
 def draw(
@@ -120,6 +156,7 @@ def draw(
     seed: int = 0,
     device: str | torch.device = "auto",
     trajectory_frames: int = 0,
+    classes: list[int] | None = None,
 ) -> Drawn:
     """``n`` samples from a checkpoint's EMA weights under ``spec``: what ``ddpm sample``,
     ``ddpm eval`` and the dashboard's sample and explore screens (through
@@ -128,9 +165,10 @@ def draw(
     sample job gets it from the command line."""
     dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
     net, diffusion, cfg, step = load_for_sampling(path, dev)
-    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta)
+    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance)
+    labels = sample_labels(cfg, n, classes)
     t0 = time.perf_counter()
-    res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames)
+    res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames, labels=labels)
     seconds = time.perf_counter() - t0
     frames = [to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg) for x in res.xt]
-    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds)
+    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds, labels)

@@ -147,10 +147,22 @@ def _v4_studies_and_the_queue(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_classes_and_guidance(db: sqlite_utils.Database) -> None:
+    """Class-conditional runs: a sample grid records the class of each image (``labels``, a
+    JSON list; its rows are classes) and the guidance it was drawn with; an evaluation records
+    its guidance (part of its protocol) and per-class details (``detail``, JSON: accuracy per
+    class, class counts)."""
+    db["samples"].add_column("labels", str)
+    db["samples"].add_column("guidance", float)
+    db["evals"].add_column("guidance", float)
+    db["evals"].add_column("detail", str)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
     1: _add_evals_v2,
     2: _v3_env_and_protocols,
     3: _v4_studies_and_the_queue,
+    4: _v5_classes_and_guidance,
 }
 SCHEMA_VERSION = len(MIGRATIONS)

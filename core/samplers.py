@@ -1,4 +1,4 @@
-"""Reverse-process samplers: DDPM ancestral sampling and DDIM.
+"""Reverse-process samplers: DDPM ancestral sampling, DDIM and DPM-Solver++(2M).
 
 Both take a ``model(x_t, t) -> output`` callable and a :class:`~core.diffusion.Diffusion`,
 draw every Gaussian from a :class:`SampleNoise` (sample i's noise depends only on the seed and
@@ -181,6 +181,64 @@ def ddim_sample(
     return res
 
 
+@torch.inference_mode()
+def dpmpp2m_sample(
+    model: ModelFn,
+    diffusion: Diffusion,
+    *,
+    noise: NoiseFn,
+    steps: int = 15,
+    objective: str = "eps",
+    clip_x0: bool = True,
+    trajectory_frames: int = 0,
+) -> SampleResult:
+    """DPM-Solver++(2M) (Lu et al. 2022), multistep, in data-prediction form, over the same
+    trailing timesteps as DDIM (on the exact Gaussian model this grid converged steadily with
+    the step count; an evenly spaced grid ending at t = 0 did not at 10-15 steps).
+
+    With lambda = log(alpha / sigma) (alpha = sqrt(abar), sigma = sqrt(1 - abar)) and
+    h = lambda_next - lambda, each step is
+    ``x_next = (sigma_next / sigma) x - alpha_next (exp(-h) - 1) D``, where D is the predicted
+    x0 for the first step and, after it, the second-order blend
+    ``(1 + 1/(2r)) x0 - 1/(2r) x0_prev`` with ``r = h_prev / h``. The last step goes to
+    sigma = 0, which leaves the predicted x0 (first order there, as DDIM's last step). Every
+    objective works through its x0 prediction; clipping it is the solver's thresholding.
+    """
+    x = noise()
+    ts = ddim_timesteps(diffusion.T, steps)
+    res = SampleResult(x=x)
+    every = _record_every(len(ts), trajectory_frames)
+    abar = diffusion.alphas_cumprod_64  # float64 scalars: lambda differences lose digits in float32
+
+    def coefs(t: int) -> tuple[float, float, float]:
+        a = float(abar[t])
+        alpha, sigma = math.sqrt(a), math.sqrt(1.0 - a)
+        return alpha, sigma, math.log(alpha / sigma)
+
+    x0_prev, h_prev = None, None
+    for i, t in enumerate(ts):
+        _, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        if i + 1 < len(ts):
+            _, sigma, lam = coefs(t)
+            alpha_n, sigma_n, lam_n = coefs(ts[i + 1])
+            h = lam_n - lam
+            if x0_prev is None:
+                d = x0
+            else:
+                r = h_prev / h
+                d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
+            x = (sigma_n / sigma) * x - alpha_n * math.expm1(-h) * d
+            x0_prev, h_prev = x0, h
+        else:
+            x = x0
+        if trajectory_frames and (i % every == 0 or i + 1 == len(ts)):
+            res.timesteps.append(t)
+            res.xt.append(x.detach().cpu())
+            res.x0.append(x0.detach().cpu())
+    res.x = x
+    return res
+
+
 def sample(
     model: ModelFn,
     diffusion: Diffusion,
@@ -207,4 +265,6 @@ def sample(
         return ddpm_sample(model, diffusion, **common)
     if sampler == "ddim":
         return ddim_sample(model, diffusion, steps=steps or min(50, diffusion.T), eta=eta, **common)
+    if sampler == "dpmpp2m":
+        return dpmpp2m_sample(model, diffusion, steps=steps or min(15, diffusion.T), **common)
     raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.choices import ETA_MAX, SAMPLERS
+from core.choices import ETA_MAX, GUIDANCE_MAX, SAMPLERS
 from core.errors import DDPMError
 
 
@@ -30,49 +30,105 @@ class SamplingError(DDPMError):
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    sampler: str  # ddpm | ddim
-    steps: int  # network calls; always T for ddpm
-    eta: float  # DDIM's noise scale; ddpm's ancestral noise is eta 1 by construction
+    sampler: str  # ddpm | ddim | dpmpp2m
+    steps: int  # network calls (twice that with guidance); always T for ddpm
+    eta: float  # DDIM's noise scale; ddpm's ancestral noise is eta 1; DPM-Solver++ is deterministic (0)
+    guidance: float | None = None  # classifier-free guidance of a conditional run; None for an unconditional one
 
     @property
     def label(self) -> str:
-        """``ddim-50 eta 1.8`` or ``ddpm-1000``: how tables and titles name it."""
+        """``ddim-50 eta 1.8``, ``ddpm-1000``, ``dpmpp2m-15 w 2``: how tables and titles name it."""
         if self.sampler == "ddpm":
-            return f"ddpm-{self.steps}"
-        return f"{self.sampler}-{self.steps} eta {self.eta:g}"
+            text = f"ddpm-{self.steps}"
+        elif self.sampler == "dpmpp2m":
+            text = f"dpmpp2m-{self.steps}"
+        else:
+            text = f"{self.sampler}-{self.steps} eta {self.eta:g}"
+        return text if self.guidance is None else f"{text} w {self.guidance:g}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "steps": self.steps, "eta": self.eta}
+        return {"sampler": self.sampler, "steps": self.steps, "eta": self.eta, "guidance": self.guidance}
 
 
-def _get(cfg: Any, name: str) -> Any:
-    return cfg[name] if isinstance(cfg, dict) else getattr(cfg, name)
+def _get(cfg: Any, name: str, default: Any = None) -> Any:
+    if isinstance(cfg, dict):
+        return cfg.get(name, default)
+    return getattr(cfg, name, default)
 
 
-def resolve_spec(cfg: Any, sampler: str | None = None, steps: int | None = None, eta: float | None = None) -> SamplingSpec:
+def resolve_spec(
+    cfg: Any, sampler: str | None = None, steps: int | None = None, eta: float | None = None, guidance: float | None = None
+) -> SamplingSpec:
     """The spec for a run's config (a RunConfig or its dict), overridden where asked.
 
-    Defaults are the run's own ``sampler``, ``sample_steps`` and ``eta``. The ddpm sampler
-    always walks all T steps and has no eta to set: asking for either is an error, not a
-    silently ignored option.
+    Defaults are the run's own ``sampler``, ``sample_steps``, ``eta`` and (for a conditional
+    run) ``guidance``. The ddpm sampler always walks all T steps and has no eta to set; nor has
+    DPM-Solver++ (deterministic); an unconditional run has no guidance: asking for any of them
+    is an error, not a silently ignored option.
     """
     T = int(_get(cfg, "T"))
     sampler = sampler or str(_get(cfg, "sampler"))
     if sampler not in SAMPLERS:
         raise SamplingError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    conditional = _get(cfg, "cond", "none") == "class"
+    if guidance is not None and not conditional:
+        raise SamplingError("guidance: this run is unconditional (cond=none); guidance steers a class-conditional run")
+    w = None
+    if conditional:
+        w = float(_get(cfg, "guidance", 1.0)) if guidance is None else float(guidance)
+        if not math.isfinite(w) or not 0.0 <= w <= GUIDANCE_MAX:
+            raise SamplingError(f"guidance: {w} is out of range; use a number from 0 (unconditional) to {GUIDANCE_MAX:g}")
     if sampler == "ddpm":
         if steps is not None and int(steps) != T:
             raise SamplingError(f"the ddpm sampler always takes T={T} steps; use --sampler ddim for --steps {steps}")
         if eta is not None and float(eta) != 1.0:
             raise SamplingError("eta sets the ddim sampler's noise; ddpm's noise is fixed (use --sampler ddim)")
-        return SamplingSpec("ddpm", T, 1.0)
+        return SamplingSpec("ddpm", T, 1.0, w)
     steps = int(_get(cfg, "sample_steps")) if steps is None else int(steps)
     if not 1 <= steps <= T:
         raise SamplingError(f"steps: {steps} is out of range; the run has T={T}, so use 1 to {T}")
+    if sampler == "dpmpp2m":
+        if eta is not None and float(eta) != 0.0:
+            raise SamplingError("eta sets the ddim sampler's noise; DPM-Solver++ is deterministic (use --sampler ddim)")
+        return SamplingSpec("dpmpp2m", steps, 0.0, w)
     eta = float(_get(cfg, "eta")) if eta is None else float(eta)
     if not math.isfinite(eta) or not 0.0 <= eta <= ETA_MAX:
         raise SamplingError(f"eta: {eta} is out of range; use a number from 0 to {ETA_MAX:g}")
-    return SamplingSpec(sampler, steps, eta)
+    return SamplingSpec(sampler, steps, eta, w)
+
+
+def balanced_labels(n: int, classes: list[int]) -> list[int]:
+    """``n`` labels over ``classes``, as equal in number as ``n`` allows (the first classes
+    get one more when it does not divide) and in order, so a grid of them shows one class per
+    row and a judged sample is balanced."""
+    k = len(classes)
+    per, extra = divmod(n, k)
+    return [c for i, c in enumerate(classes) for _ in range(per + (1 if i < extra else 0))]
+
+
+def sample_labels(cfg: Any, n: int, classes: list[int] | None) -> list[int] | None:
+    """The class of each of ``n`` samples of a conditional run: ``classes`` (default all) in
+    turn, balanced and in order, so a grid has one class per row; None for an unconditional
+    run, which refuses classes in one line."""
+    if _get(cfg, "cond", "none") != "class":
+        if classes:
+            raise SamplingError("--class: this run is unconditional (cond=none); it draws no class on demand")
+        return None
+    k = int(_get(cfg, "num_classes", 10))
+    classes = list(range(k)) if not classes else classes
+    bad = [c for c in classes if not 0 <= c < k]
+    if bad:
+        raise SamplingError(f"--class {bad[0]}: this run's classes are 0 to {k - 1}")
+    return balanced_labels(n, classes)
+
+
+def per_row(labels: list[int] | None) -> int | None:
+    """Images per row that put one class on each row: the count of each class when all are
+    equal (a balanced grid), else None."""
+    if not labels:
+        return None
+    counts = {c: labels.count(c) for c in labels}
+    return next(iter(counts.values())) if len(set(counts.values())) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -91,7 +147,8 @@ class Protocol:
     @classmethod
     def from_row(cls, row: dict) -> Protocol:
         """From an ``evals`` row (sampler, steps, eta, n, seed)."""
-        spec = SamplingSpec(str(row["sampler"]), int(row["steps"]), float(row["eta"]))
+        g = row.get("guidance")
+        spec = SamplingSpec(str(row["sampler"]), int(row["steps"]), float(row["eta"]), None if g is None else float(g))
         return cls(spec, int(row["n"]), int(row.get("seed") or 0))
 
 

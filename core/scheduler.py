@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import DDPMError
-from core.store import FINAL, Store, hostname, pid_alive
+from core.store import Store, hostname, pid_alive
 
 POLL_S = 0.5  # how often slots are checked: a freed slot takes its next run within a second
 
@@ -72,6 +72,16 @@ def plan_slots(
     return [Slot(f"cpu/{k}", "cpu", threads=share) for k in range(n)]
 
 
+def default_slots(acc) -> list[Slot]:
+    """What a scheduler fills when nobody says: one slot on every GPU torch sees, else one CPU
+    slot per 2 cores (a training process keeps two cores busy). ``acc`` is a
+    :class:`core.devices.Accelerators`, asked of a child process by the faces that start
+    schedulers (``ddpm queue start``, ``ddpm sweep --start``, the dashboard's Queue screen)."""
+    if acc.cuda:
+        return plan_slots(gpus=list(range(acc.cuda)))
+    return plan_slots(slots=max(1, acc.cpu_cores // 2), cores=acc.cpu_cores)
+
+
 def accepts(slot: Slot, request: str) -> bool:
     """Whether a run that asked for ``request`` may train in ``slot``: ``auto`` anywhere,
     ``cuda`` on any GPU slot, ``cuda:N`` only on GPU N's slots, ``cpu`` only on CPU slots."""
@@ -83,18 +93,21 @@ def accepts(slot: Slot, request: str) -> bool:
     return request == slot.device
 
 
-def worker_launch(db_path: Path | str, run_id: int, slot: Slot) -> tuple[list[str], dict[str, str]]:
-    """The command and the environment additions for a slot's worker: a GPU slot's worker
-    sees only its GPU, as its ``cuda:0`` (it records the host's name, ``cuda:N``); a CPU slot's
-    worker sees no GPU and uses its share of the cores."""
+def worker_launch(db_path: Path | str, run_id: int, slots: list[Slot]) -> tuple[list[str], dict[str, str], int]:
+    """The command, the environment additions and the process count for a run in ``slots``
+    (one per process). A GPU slot's worker sees only its GPU, as its ``cuda:0`` (it records
+    the host's name, ``cuda:N``); a run on several GPU slots sees those GPUs and torchrun gives
+    each rank one; a CPU slot's worker sees no GPU and uses its slot's share of the cores."""
     from core.worker import worker_command
 
-    if slot.device.startswith("cuda"):
-        gpu = slot.device.split(":")[1]
-        return worker_command(db_path, run_id, "cuda:0"), {"CUDA_VISIBLE_DEVICES": gpu}
-    threads = str(slot.threads or 1)
+    n = len(slots)
+    if slots[0].device.startswith("cuda"):
+        gpus = ",".join(s.device.split(":")[1] for s in slots)
+        device = "cuda:0" if n == 1 else "cuda"
+        return worker_command(db_path, run_id, device, n), {"CUDA_VISIBLE_DEVICES": gpus}, n
+    threads = str(slots[0].threads or 1)
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "DDPM_THREADS": threads}
-    return worker_command(db_path, run_id, "cpu"), env
+    return worker_command(db_path, run_id, "cpu", n), env, n
 
 
 def lock_path(store: Store) -> Path:
@@ -135,6 +148,7 @@ class Scheduler:
         self.interrupted = threading.Event()
         self._lock_file = None
         self._stop_sent = False
+        self._exiting: list[subprocess.Popen] = []  # workers whose runs ended, still exiting
 
     # ---- one per host ----------------------------------------------------------------
 
@@ -185,11 +199,11 @@ class Scheduler:
         return started
 
     def _done(self, stopping: int) -> bool:
-        busy = any(not s.free for s in self.slots)
+        busy = any(not s.free for s in self.slots) or bool(self._exiting)
         if stopping:
             return not busy
         if self.drain:
-            return not busy and not any(any(accepts(s, r.device_request) for s in self.slots) for r in self.store.waiting())
+            return not busy and all(self.choose(r.device_request, r.world_size) is None for r in self.store.waiting())
         return False
 
     def adopt(self) -> None:
@@ -203,11 +217,17 @@ class Scheduler:
             if not run.in_queue or run.host not in (None, self.store._here):
                 continue
             if run.has_worker and run.host == self.store._here:
-                slot = self._slot_for(run.slot, run.device)
-                if slot is not None:
-                    slot.run, slot.pid, slot.proc = run.id, run.pid, None
-                    self.store.adopt(run.id, self.id, slot.name)
-                    self.log(f"run {run.id} ({run.name}): adopted in {slot.name} (pid {run.pid})")
+                taken = []
+                for name in (run.slot or "").split("+") or [None]:
+                    slot = self._slot_for(name, run.device)
+                    if slot is not None:
+                        slot.run = run.id
+                        taken.append(slot)
+                if taken:
+                    taken[0].pid, taken[0].proc = run.pid, None
+                    names = "+".join(s.name for s in taken)
+                    self.store.adopt(run.id, self.id, names)
+                    self.log(f"run {run.id} ({run.name}): adopted in {names} (pid {run.pid})")
             elif run.status == "crashed" and run.scheduler is not None:
                 self._retry(run)
 
@@ -220,60 +240,86 @@ class Scheduler:
                 return s
         return next((s for s in self.slots if s.free), None)
 
+    def choose(self, request: str, world_size: int) -> list[str] | None:
+        """The slots a waiting run would take now: one per process, on distinct GPUs for a
+        run of several. [] when they are busy (it waits), None when this scheduler's slots can
+        never train it (it is skipped)."""
+        fitting = [s for s in self.slots if accepts(s, request)]
+        gpu = bool(fitting) and fitting[0].device.startswith("cuda")
+        capacity = len({s.device for s in fitting}) if gpu and world_size > 1 else len(fitting)
+        if capacity < world_size:
+            return None
+        picked: list[Slot] = []
+        for s in fitting:
+            if s.free and not (gpu and world_size > 1 and any(p.device == s.device for p in picked)):
+                picked.append(s)
+            if len(picked) == world_size:
+                return [p.name for p in picked]
+        return []
+
     def fill(self) -> int:
-        """Give every free slot the next run it accepts; returns how many it started."""
+        """Start the waiting runs the free slots can take, in the queue's order; returns how
+        many it started."""
         started = 0
-        for slot in self.slots:
-            if not slot.free:
-                continue
-            run = self.store.take_next(self.id, slot.name, lambda request, slot=slot: accepts(slot, request))
+        while any(s.free for s in self.slots):
+            run = self.store.take_next(self.id, self.choose)
             if run is None:
-                continue
-            if self._launch(slot, run.id):
-                started += 1
-                self.log(f"run {run.id} ({run.name}) -> {slot.name} (pid {slot.pid})")
+                break
+            slots = [next(s for s in self.slots if s.name == name) for name in run.slot.split("+")]
+            if not self._launch(slots, run.id):
+                break
+            started += 1
+            where = f"pid {slots[0].pid}" if (slots[0].pid or 0) > 0 else "placed by Ray"
+            self.log(f"run {run.id} ({run.name}) -> {run.slot} ({where})")
         return started
 
-    def _launch(self, slot: Slot, run_id: int) -> bool:
+    def _launch(self, slots: list[Slot], run_id: int) -> bool:
         from core.worker import spawn_worker
 
-        cmd, env = worker_launch(self.db_path, run_id, slot)
+        cmd, env, nproc = worker_launch(self.db_path, run_id, slots)
         device = cmd[cmd.index("--device") + 1]
         try:
-            proc = spawn_worker(self.db_path, run_id, device=device, env=env)
+            proc = spawn_worker(self.db_path, run_id, device=device, env=env, nproc=nproc)
         except (OSError, DDPMError) as e:
             self.log(f"run {run_id}: could not start its worker ({e}); back in the queue")
             self.store.release(run_id, self.id)
             return False
-        slot.run, slot.proc, slot.pid = run_id, proc, proc.pid
+        for s in slots:
+            s.run, s.proc, s.pid = run_id, None, None
+        slots[0].proc, slots[0].pid = proc, proc.pid  # the lead slot holds the process
         return True
 
     def reap(self) -> None:
         """Free the slots whose runs ended; re-queue crashed runs that have retries left."""
-        for slot in self.slots:
-            if slot.free:
-                continue
-            exited = slot.proc.poll() is not None if slot.proc is not None else not pid_alive(slot.pid)
+        for lead in [s for s in self.slots if s.run is not None and s.pid is not None]:
+            exited = lead.proc.poll() is not None if lead.proc is not None else not pid_alive(lead.pid)
             try:
-                run = self.store.get_run(slot.run)
+                run = self.store.get_run(lead.run)
             except DDPMError:  # deleted under us
                 run = None
             if run is None:
                 if exited:
-                    self._free(slot)
+                    self._free(lead.run)
                 continue
-            if run.has_worker and run.pid != slot.pid:
+            if run.has_worker and run.pid != lead.pid and lead.proc is None:
                 # Another worker holds the run (one spawned by a scheduler that died before it
                 # recorded the pid, say); it trains, so the slot stays busy with it.
-                slot.pid, slot.proc = run.pid, None
+                lead.pid = run.pid
                 continue
-            if not exited:
-                continue
-            if run.status == "crashed":
+            if run.status in ("completed", "stopped", "failed"):
+                # Ended: the slot is free now, while the worker process finishes exiting (its
+                # teardown would otherwise delay the next run by a second).
+                self.log(f"run {run.id} ({run.name}) {run.status} at step {run.step:,}; {run.slot} free")
+            elif exited and run.status == "crashed":
                 self._retry(run)
-            elif run.status in FINAL:
-                self.log(f"run {run.id} ({run.name}) {run.status} at step {run.step:,}; {slot.name} is free")
-            self._free(slot)
+            elif exited:  # gone before it could claim the run (it was cancelled, say)
+                pass
+            else:
+                continue
+            if lead.proc is not None:
+                self._exiting.append(lead.proc)
+            self._free(run.id)
+        self._exiting = [p for p in self._exiting if p.poll() is None]  # reaps the finished ones
 
     def _retry(self, run) -> None:
         allowed = run.retries if run.retries is not None else self.retries
@@ -284,8 +330,10 @@ class Scheduler:
         else:
             self.log(f"run {run.id} ({run.name}) crashed at step {run.step:,}; no retries left (`ddpm resume {run.id}`)")
 
-    def _free(self, slot: Slot) -> None:
-        slot.run, slot.proc, slot.pid = None, None, None
+    def _free(self, run_id: int) -> None:
+        for slot in self.slots:
+            if slot.run == run_id:
+                slot.run, slot.proc, slot.pid = None, None, None
 
     def _stop_running(self) -> None:
         """``ddpm queue stop --now``: every running run checkpoints and stops."""
@@ -318,7 +366,7 @@ def queue_state(store: Store) -> QueueState:
     slots = []
     for sched in schedulers:
         for slot in sched["slots"]:
-            run = next((r for r in active if r.scheduler == sched["id"] and r.slot == slot["slot"]), None)
+            run = next((r for r in active if r.scheduler == sched["id"] and slot["slot"] in (r.slot or "").split("+")), None)
             slots.append(({**slot, "scheduler": sched["id"], "host": sched["host"]}, run))
     unattended = [r for r in active if r.scheduler not in live_ids and r.has_worker]
     return QueueState(schedulers, slots, store.waiting(), unattended)
@@ -327,9 +375,19 @@ def queue_state(store: Store) -> QueueState:
 # ---- the process -------------------------------------------------------------------------
 
 
-def command(db_path: Path | str, slots: list[Slot], retries: int, drain: bool) -> list[str]:
-    """The command line of a scheduler process for these slots (``ddpm queue start --detach``)."""
+def command(
+    db_path: Path | str, slots: list[Slot], retries: int, drain: bool, ray: str | None = None, cpus_per_run: int | None = None
+) -> list[str]:
+    """The command line of a scheduler process for these slots, or for a Ray cluster
+    (``ddpm queue start --detach``)."""
     cmd = [sys.executable, "-m", "core.scheduler", "--db", str(Path(db_path).resolve()), "--retries", str(retries)]
+    if ray is not None:
+        return (
+            cmd
+            + ["--ray", ray]
+            + (["--cpus-per-run", str(cpus_per_run)] if cpus_per_run else [])
+            + (["--drain"] if drain else [])
+        )
     gpus = sorted({int(s.device.split(":")[1]) for s in slots if s.device.startswith("cuda")})
     if gpus:
         per_gpu = sum(1 for s in slots if s.device == f"cuda:{gpus[0]}")
@@ -339,19 +397,28 @@ def command(db_path: Path | str, slots: list[Slot], retries: int, drain: bool) -
     return cmd + (["--drain"] if drain else [])
 
 
-def spawn(db_path: Path | str, slots: list[Slot], retries: int = 0, drain: bool = False) -> subprocess.Popen:
+def spawn(
+    db_path: Path | str,
+    slots: list[Slot],
+    retries: int = 0,
+    drain: bool = False,
+    ray: str | None = None,
+    cpus_per_run: int | None = None,
+) -> subprocess.Popen:
     """Start a scheduler in its own session (it outlives the terminal), logging beside the
-    database's runs."""
-    from core.processes import child_environment
+    database's runs. A long-lived parent (the dashboard) collects it when it exits
+    (:func:`core.processes.reap`)."""
+    from core.processes import child_environment, track
 
     with Store(db_path, create=False) as store:
         log_path = store.runs_root / "scheduler.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command(db_path, slots, retries, drain), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(
+            command(db_path, slots, retries, drain, ray, cpus_per_run), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True, env=child_environment(), cwd=str(Path(db_path).resolve().parent),
         )  # fmt: skip
+    return track(proc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=None, help="CPU slots (when no --gpus)")
     ap.add_argument("--retries", type=int, default=0)
     ap.add_argument("--drain", action="store_true")
+    ap.add_argument("--ray", default=None, help="auto, ADDRESS or local: work the queue off on a Ray cluster")
+    ap.add_argument("--cpus-per-run", type=int, default=None, help="with --ray: CPUs each run asks for")
     args = ap.parse_args(argv)
     gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     slots = plan_slots(gpus=gpus, per_gpu=args.per_gpu, slots=args.slots)
@@ -370,7 +439,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
 
     try:
-        scheduler = Scheduler(args.db, slots, retries=args.retries, drain=args.drain, log=say)
+        if args.ray is not None:
+            from core.ray_queue import RayScheduler
+
+            scheduler = RayScheduler(args.db, address=args.ray, cpus_per_run=args.cpus_per_run, retries=args.retries,
+                                     drain=args.drain, log=say)  # fmt: skip
+            slots = scheduler.slots
+        else:
+            scheduler = Scheduler(args.db, slots, retries=args.retries, drain=args.drain, log=say)
     except DDPMError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1

@@ -134,6 +134,21 @@ def list_images(path: str | Path) -> list[Path]:
     return files
 
 
+def folder_classes(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """(label of every image below ``path``, in ``list_images`` order; the class names): the
+    class of an image is the sub-folder of ``path`` it lies in (``cats/a.png`` is class
+    ``cats``), classes in sorted order. One line when an image lies outside every class folder."""
+    root = Path(path).expanduser()
+    files = list_images(root)
+    names = sorted({f.relative_to(root).parts[0] for f in files if len(f.relative_to(root).parts) > 1})
+    loose = [f for f in files if len(f.relative_to(root).parts) == 1]
+    if not names or loose:
+        where = f" ({loose[0].name} lies in {root} itself)" if loose else ""
+        raise DataError(f"cond=class needs a folder of class sub-folders (data_dir/CLASS/image.png){where}")
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[f.relative_to(root).parts[0]] for f in files], dtype=np.int64), names
+
+
 def load_folder(path: str | Path, size: int, channels: int) -> np.ndarray:
     """Every image below ``path``, centre-cropped to a square, resized, gray or RGB:
     (N, C, size, size) uint8."""
@@ -162,3 +177,7 @@ def check_available(cfg: RunConfig) -> None:
         raise DataError(f"the MNIST files are missing from {MNIST_DIR}; reinstall ddpm-tui")
     if cfg.dataset == "folder":
         list_images(cfg.data_dir)
+        if cfg.cond == "class":
+            _, names = folder_classes(cfg.data_dir)
+            if len(names) != cfg.num_classes:
+                raise DataError(f"num_classes: the folder has {len(names)} class sub-folders; set num_classes={len(names)}")

@@ -215,6 +215,7 @@ class NewRun:
     priority: int = 0
     in_queue: bool = False
     retries: int | None = None
+    world_size: int = 1
 
 
 @dataclass
@@ -226,13 +227,22 @@ class SampleRecord:
     data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
     time: float
     eta: float | None = None  # recorded since schema 3
+    guidance: float | None = None  # a conditional run's grid (schema 5)
+    labels: list[int] | None = None  # each image's class (schema 5)
 
     @property
     def label(self) -> str:
         """How the grid was drawn, as sampling specs name themselves (``ddim-50 eta 1.8``)."""
         if self.eta is None:
             return f"{self.sampler}-{self.steps}"
-        return SamplingSpec(self.sampler, self.steps, self.eta).label
+        return SamplingSpec(self.sampler, self.steps, self.eta, self.guidance).label
+
+    @property
+    def per_row(self) -> int | None:
+        """Images per row that put one class on each row (a conditional grid), else None."""
+        from core.sampling_spec import per_row
+
+        return per_row(self.labels)
 
 
 @dataclass
@@ -473,10 +483,11 @@ class Store:
         priority: int = 0,
         in_queue: bool = False,
         retries: int | None = None,
+        world_size: int = 1,
     ) -> Run:
         """A new ``queued`` run; its name defaults to ``<preset>-<id>``. ``in_queue`` leaves it
         to a scheduler; otherwise the caller starts its worker."""
-        spec = NewRun(config, preset, name, list(tags), device, notes, study, priority, in_queue, retries)
+        spec = NewRun(config, preset, name, list(tags), device, notes, study, priority, in_queue, retries, world_size)
         return self.get_run(self.create_runs([spec])[0])
 
     def create_runs(self, runs: list[NewRun]) -> list[int]:
@@ -498,10 +509,10 @@ class Store:
                     raise StoreError(f"a run named {r.name!r} exists already; choose another --name")
                 cur = c.execute(
                     "INSERT INTO runs (name, preset, status, config, device_request, created, total_steps, tags, notes,"
-                    " study, priority, in_queue, retries) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " study, priority, in_queue, retries, world_size) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (r.name or f"tmp-{os.getpid()}-{now}-{len(ids)}", r.preset, json.dumps(r.config, sort_keys=True),
                      r.device, now, int(r.config.get("steps", 0)), json.dumps(r.tags), r.notes, r.study, int(r.priority),
-                     int(r.in_queue), r.retries),
+                     int(r.in_queue), r.retries, int(r.world_size)),
                 )  # fmt: skip
                 run_id = int(cur.lastrowid)
                 if r.name is None:
@@ -546,8 +557,9 @@ class Store:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    def claim(self, run_id: int, *, device: str, pid: int | None = None) -> Run:
-        """Make this process the run's worker: ``running``, with pid, host and heartbeat.
+    def claim(self, run_id: int, *, device: str, pid: int | None = None, host: str | None = None) -> Run:
+        """Make this process the run's worker: ``running``, with pid, host and heartbeat
+        (``pid`` and ``host`` name another process, for a Ray run recorded by the head).
 
         One statement, so two workers can never both claim a run: the second sees the first's
         live row and is refused. A run that is crashed, stopped, failed or completed is claimed
@@ -565,7 +577,17 @@ class Store:
                 "UPDATE runs SET status = 'running', pid = ?, host = ?, proc_start = ?, heartbeat = ?,"
                 " started = coalesce(started, ?), ended = NULL, error = NULL, device = ?, stop_requested = 0"
                 " WHERE id = ? AND status = ? AND coalesce(pid, -1) = coalesce(?, -1)",
-                (pid, self._here, process_start(pid), now, now, device, run_id, run.stored_status, run.pid),
+                (
+                    pid,
+                    host or self._here,
+                    process_start(pid) if (host or self._here) == self._here else None,
+                    now,
+                    now,
+                    device,
+                    run_id,
+                    run.stored_status,
+                    run.pid,
+                ),
             )
             if cur.rowcount != 1:
                 raise StoreError(f"run {run_id} was claimed by another worker at the same moment; it is running there")
@@ -586,6 +608,12 @@ class Store:
                 "UPDATE runs SET heartbeat = ? WHERE id = ? AND pid = ? AND status = 'running'",
                 (time.time(), run_id, pid or os.getpid()),
             )
+
+    def mark_gone(self, run_id: int) -> None:
+        """Its worker is known to be dead (Ray said so): make the row read ``crashed`` now
+        rather than when its heartbeat goes stale."""
+        with self.write() as c:
+            c.execute("UPDATE runs SET heartbeat = 0 WHERE id = ? AND status = 'running'", (run_id,))
 
     def live_workers_here(self) -> int:
         """How many runs are being trained by live processes on this host."""
@@ -619,7 +647,9 @@ class Store:
                 (status, error, time.time(), time.time(), run_id),
             )
 
-    def prepare_resume(self, ref: int | str, total_steps: int | None = None, *, in_queue: bool = False) -> Run:
+    def prepare_resume(
+        self, ref: int | str, total_steps: int | None = None, *, in_queue: bool = False, world_size: int | None = None
+    ) -> Run:
         """Make a stopped, failed, crashed or completed run ``queued`` again, optionally with a
         new total step count (which must lie beyond the step it reached); ``in_queue`` leaves
         it to a scheduler, otherwise the caller starts its worker."""
@@ -638,8 +668,8 @@ class Store:
             c.execute(
                 "UPDATE runs SET status = 'queued', pid = NULL, host = NULL, proc_start = NULL, error = NULL,"
                 " ended = NULL, stop_requested = 0, total_steps = ?, config = ?, in_queue = ?, scheduler = NULL,"
-                " slot = NULL WHERE id = ?",
-                (total, json.dumps(config, sort_keys=True), int(in_queue), run.id),
+                " slot = NULL, world_size = ? WHERE id = ?",
+                (total, json.dumps(config, sort_keys=True), int(in_queue), int(world_size or run.world_size), run.id),
             )
         return self.get_run(run.id)
 
@@ -654,18 +684,28 @@ class Store:
         rows = self._rows(f"SELECT * FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
         return [_to_run(r, now, self._here) for r in rows]
 
-    def take_next(self, scheduler: int, slot: str, accepts: Callable[[str], bool]) -> Run | None:
-        """The first waiting run whose device request ``accepts`` takes, marked as this
-        scheduler's in ``slot``; None when none waits. One write transaction: two schedulers
-        can never take the same run."""
+    def take_next(self, scheduler: int, choose: Callable[[str, int], list[str] | None]) -> Run | None:
+        """The first waiting run this scheduler can train now, marked as its own in the slots
+        ``choose(device_request, world_size)`` picks: a list of slot names to take it, an
+        empty list to wait (the head of the queue waits for enough slots; nothing behind it
+        jumps ahead), None when these slots can never train it (it is skipped). One write
+        transaction: two schedulers can never take the same run."""
         taken = None
         with self.write() as c:
-            rows = c.execute(f"SELECT id, device_request FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC")
-            for rid, request in rows.fetchall():
-                if accepts(request or "auto"):
-                    c.execute(f"UPDATE runs SET scheduler = ?, slot = ? WHERE id = ? AND {self.WAITING}", (scheduler, slot, rid))
+            rows = c.execute(
+                f"SELECT id, device_request, world_size FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC"
+            )
+            for rid, request, world in rows.fetchall():
+                slots = choose(request or "auto", int(world or 1))
+                if slots is None:
+                    continue
+                if slots:
+                    c.execute(
+                        f"UPDATE runs SET scheduler = ?, slot = ? WHERE id = ? AND {self.WAITING}",
+                        (scheduler, "+".join(slots), rid),
+                    )
                     taken = rid
-                    break
+                break
         return self.get_run(taken) if taken is not None else None
 
     def adopt(self, run_id: int, scheduler: int, slot: str) -> None:
@@ -718,6 +758,33 @@ class Store:
             c.execute("UPDATE runs SET priority = ? WHERE id = ?", (int(top) + 1, run.id))
         return self.get_run(run.id)
 
+    def move_up(self, ref: int | str) -> Run:
+        """A waiting run one place up the queue, past the run just before it and no further.
+
+        The order is (priority descending, id ascending), so two neighbours of one priority
+        have no priority between them: the run takes the lowest priority that puts it before
+        its neighbour, and the runs ahead of that neighbour rise together by the least step
+        (0 to 2) that keeps them ahead of it. Raising the head rather than lowering the tail
+        keeps a run queued later at the default priority at the back. One transaction: the
+        order read is the order changed. The first run stays where it is."""
+        run = self.get_run(ref)
+        with self.write() as c:
+            order = c.execute(f"SELECT id, priority FROM runs WHERE {self.WAITING} ORDER BY priority DESC, id ASC").fetchall()
+            ids = [rid for rid, _ in order]
+            if run.id not in ids:
+                raise StoreError(f"run {run.id} ({run.name}) is not waiting in the queue (it is {run.status})")
+            i = ids.index(run.id)
+            if i == 0:
+                return run
+            prev_id, prev_p = order[i - 1]
+            new_p = prev_p if run.id < prev_id else prev_p + 1
+            ahead = order[: i - 1]
+            rise = next(k for k in (0, 1, 2) if all(p + k > new_p or (p + k == new_p and rid < run.id) for rid, p in ahead))
+            c.execute("UPDATE runs SET priority = ? WHERE id = ?", (new_p, run.id))
+            if rise:
+                c.executemany("UPDATE runs SET priority = priority + ? WHERE id = ?", [(rise, rid) for rid, _ in ahead])
+        return self.get_run(run.id)
+
     # ---- schedulers ------------------------------------------------------------------------
 
     def register_scheduler(self, slots: list[dict], retries: int = 0, pid: int | None = None) -> int:
@@ -764,7 +831,7 @@ class Store:
         return live
 
     def set_progress(self, run_id: int, **values: Any) -> None:
-        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env"}
+        allowed = {"step", "device", "n_params", "last_loss", "images_per_s", "elapsed_s", "total_steps", "env", "world_size"}
         bad = set(values) - allowed
         if bad:
             raise ValueError(f"not progress fields: {bad}")
@@ -936,15 +1003,18 @@ class Store:
         figures: dict[str, float],
         floor: dict[str, float],
         seconds: float,
+        detail: dict | None = None,
     ) -> None:
-        """One evaluation: its figures, its floor and the protocol they were measured under."""
+        """One evaluation: its figures, its floor and the protocol they were measured under;
+        ``detail`` holds what is not one figure (a conditional run's accuracy per class)."""
         spec = protocol.spec
         with self.write() as c:
             c.execute(
-                "INSERT INTO evals (run, step, n, sampler, steps, eta, seed, figures, floor, seconds, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), int(protocol.seed),
-                 json.dumps(figures), json.dumps(floor), float(seconds), time.time()),
+                "INSERT INTO evals (run, step, n, sampler, steps, eta, guidance, seed, figures, floor, seconds, time, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
+                 int(protocol.seed), json.dumps(figures), json.dumps(floor), float(seconds), time.time(),
+                 json.dumps(detail) if detail else None),
             )  # fmt: skip
 
     def evals(self, ref: int | str) -> list[dict]:
@@ -973,15 +1043,17 @@ class Store:
 
     # ---- samples ------------------------------------------------------------------------
 
-    def add_samples(self, run_id: int, step: int, data: np.ndarray, spec: SamplingSpec) -> None:
+    def add_samples(self, run_id: int, step: int, data: np.ndarray, spec: SamplingSpec, labels: list[int] | None = None) -> None:
+        """A sample grid; ``labels`` is each image's class for a conditional run."""
         import numpy as np  # only sample blobs need numpy: listing runs stays light
 
         arr = np.ascontiguousarray(data)
         with self.write() as c:
             c.execute(
-                "INSERT INTO samples (run, step, sampler, steps, eta, n, shape, dtype, data, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), int(arr.shape[0]),
+                "INSERT INTO samples (run, step, sampler, steps, eta, guidance, labels, n, shape, dtype, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
+                 json.dumps([int(v) for v in labels]) if labels is not None else None, int(arr.shape[0]),
                  json.dumps(list(arr.shape)), str(arr.dtype), arr.tobytes(), time.time()),
             )  # fmt: skip
 
@@ -1066,6 +1138,7 @@ class Store:
 def _decode_evals(rows: list[dict]) -> list[dict]:
     for r in rows:
         r["figures"], r["floor"] = json.loads(r["figures"]), json.loads(r["floor"])
+        r["detail"] = json.loads(r["detail"]) if r.get("detail") else {}
         r["protocol"] = Protocol.from_row(r).key
     return rows
 
@@ -1075,7 +1148,9 @@ def _to_samples(row: dict) -> SampleRecord:
 
     shape = tuple(json.loads(row["shape"]))
     data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
-    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"))
+    labels = json.loads(row["labels"]) if row.get("labels") else None
+    return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"),
+                        row.get("guidance"), labels)  # fmt: skip
 
 
 def check_name(name: str) -> str:

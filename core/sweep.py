@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 
 from core.config import ConfigError, RunConfig, preset
+from core.store import NewRun
 
 MAX_UNCONFIRMED = 256  # more runs than this need --yes
 
@@ -32,7 +33,10 @@ class SweepRun:
 
 def split_values(key: str, text: str) -> list[str]:
     """``1e-3,2e-3`` -> two values; ``[1,2],[1,2,2]`` -> two tuple values; commas inside
-    brackets or parentheses belong to the value."""
+    brackets or parentheses belong to the value. Blank text is one blank value, for the
+    field's own check to judge (``data_dir=`` is a setting, not an empty list)."""
+    if not text.strip():
+        return [text.strip()]
     values, depth, current = [], 0, ""
     for ch in text:
         if ch in "[(":
@@ -117,6 +121,22 @@ def expand(
     if errors:
         raise ConfigError(errors)
     return runs
+
+
+def new_runs(
+    runs: list[SweepRun],
+    study: str,
+    preset_name: str,
+    *,
+    tags: list[str] | tuple[str, ...] = (),
+    device: str = "auto",
+    priority: int = 0,
+    retries: int | None = None,
+) -> list[NewRun]:
+    """What a sweep records (``Store.create_runs``): queued runs of one study, for a scheduler.
+    ``ddpm sweep`` and the dashboard's new-run form both record through it, so a grid typed
+    in either face makes the same rows."""
+    return [NewRun(r.config.to_dict(), preset_name, r.name, list(tags), device, "", study, priority, True, retries) for r in runs]
 
 
 def describe(runs: list[SweepRun]) -> str:

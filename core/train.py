@@ -24,15 +24,16 @@ import torch
 
 from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
-from core.config import RunConfig
+from core.config import ConfigError, RunConfig, check_split
 from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
 from core.diffusion import Diffusion, sample_noise
+from core.distributed import SINGLE, ProcessGroup, wrap
 from core.ema import EMA
 from core.errors import DDPMError
 from core.generate import generate, to_numpy
 from core.models import build_model, count_parameters, place_model
 from core.samplers import SampleResult
-from core.sampling_spec import SamplingSpec, resolve_spec
+from core.sampling_spec import SamplingSpec, resolve_spec, sample_labels
 
 
 class TrainingError(DDPMError):
@@ -56,6 +57,7 @@ class Samples:
     step: int
     data: np.ndarray
     spec: SamplingSpec
+    labels: list[int] | None = None  # each image's class, for a conditional run
 
     @property
     def sampler(self) -> str:
@@ -86,6 +88,7 @@ class Evaluated:
     figures: dict[str, float]
     floor: dict[str, float]
     seconds: float
+    detail: dict = field(default_factory=dict)  # a conditional run's accuracy per class
 
 
 @dataclass
@@ -136,7 +139,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def apply_update(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, ema: EMA, *, lr: float, grad_clip: float, ema_decay: float
+    model: torch.nn.Module, opt: torch.optim.Optimizer, ema: EMA | None, *, lr: float, grad_clip: float, ema_decay: float
 ) -> torch.Tensor:
     """The second half of a training step, after the gradients: clip, set the learning rate,
     step the optimizer, move the EMA. Every number in it is a Python float or a device
@@ -150,7 +153,8 @@ def apply_update(
     for group in opt.param_groups:
         group["lr"] = lr
     opt.step()
-    ema.update(model, ema_decay)
+    if ema is not None:
+        ema.update(getattr(model, "module", model), ema_decay)
     return gnorm
 
 
@@ -204,9 +208,12 @@ class Trainer:
         dataset: TensorDataset | None = None,
         clock: Callable[[], float] = time.perf_counter,
         data_placement: str = "auto",
+        group: ProcessGroup = SINGLE,
         system: sysinfo.SystemReader | None = None,
     ):
         self.cfg = cfg.validate()
+        self.group = group
+        check_split(cfg, group.world_size)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_event = on_event or (lambda e: None)
@@ -218,16 +225,24 @@ class Trainer:
 
         data = dataset if dataset is not None else load_dataset(cfg)
         check_fits(cfg, len(data))
-        self.micro_batch = cfg.batch_size // cfg.grad_accum
+        self.micro_batch = cfg.batch_size // cfg.grad_accum  # the global micro-batch
+        self.local_batch = self.micro_batch // group.world_size  # this rank's slice of it
         self.data_placement = self._placement(data, data_placement)
         if self.data_placement == "device":
             self.data = data.to(self.device)
             self.host_batches = None
         else:
             self.data = data
-            self.host_batches = HostBatches(data, self.micro_batch, self.device)
+            self.host_batches = HostBatches(data, self.local_batch, self.device)
         order_device = self.device if self.data_placement == "device" else torch.device("cpu")
         self.order = BatchOrder(len(self.data), self.micro_batch, cfg.seed, order_device)
+        self.labels = None  # a conditional run's labels, on the device (they are small)
+        if cfg.cond == "class":
+            if data.labels is None:
+                raise ConfigError([f"cond: the {cfg.dataset} data has no labels to condition on; leave cond=none"])
+            if int(data.labels.max()) >= cfg.num_classes:
+                raise ConfigError([f"num_classes: the data has {int(data.labels.max()) + 1} classes; set num_classes to that"])
+            self.labels = data.labels.to(self.device)
 
         # Seed the generators this run uses and no others (torch.manual_seed would reseed
         # every GPU's too): the CPU's draws the initial weights, the run's GPU's its dropout.
@@ -235,9 +250,10 @@ class Trainer:
         if self.device.type == "cuda":
             with torch.cuda.device(self.device):
                 torch.cuda.manual_seed(cfg.seed)
-        self.model = place_model(build_model(cfg), self.device)
-        self.n_params = count_parameters(self.model)
-        self.ema = EMA(self.model)
+        self.net = place_model(build_model(cfg), self.device)  # the network itself, as checkpoints hold it
+        self.model = wrap(self.net, group, self.device)  # what trains: DDP around it on several processes
+        self.n_params = count_parameters(self.net)
+        self.ema = EMA(self.net) if group.is_main else None  # rank 0 alone samples and checkpoints
         self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.fused = self._fused_for(self.device)
@@ -277,9 +293,10 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "world_size": self.group.world_size,
             "n_params": self.n_params,
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
+            "model": self.net.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.opt.state_dict(),
             "rng": rng,
             "torch_version": str(torch.__version__),
@@ -287,8 +304,9 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         try:
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
+            self.net.load_state_dict(state["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             self.opt.load_state_dict(optimizer_state_for(self.opt, state["optimizer"]))
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed", 0.0))
@@ -350,13 +368,15 @@ class Trainer:
             p = max(p, self.elapsed / self.time_budget_s)
         return p
 
-    def batch(self, k: int) -> torch.Tensor:
-        """Micro-batch k of the run: an index gather on the device, or a staged copy from
-        the host when the dataset does not fit there."""
-        idx = self.order.indices(k)
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's slice of micro-batch k (an index gather on the device, or a staged copy
+        from the host when the dataset does not fit there) and its labels (conditional runs)."""
+        lo = self.group.rank * self.local_batch
+        idx = self.order.indices(k)[lo : lo + self.local_batch]
+        labels = self.labels.index_select(0, idx.to(self.labels.device)) if self.labels is not None else None
         if self.host_batches is not None:
-            return self.host_batches.gather(idx)
-        return self.data.gather(idx)
+            return self.host_batches.gather(idx), labels
+        return self.data.gather(idx), labels
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step. Returns the loss and gradient norm as device tensors: nothing
@@ -365,20 +385,32 @@ class Trainer:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
+        lo, hi = self.group.rank * self.local_batch, (self.group.rank + 1) * self.local_batch
         for m in range(cfg.grad_accum):
             k = self.step * cfg.grad_accum + m
-            x0 = self.batch(k)
+            x0, y = self.batch(k)
+            # The whole micro-batch's timesteps and noise, drawn alike on every rank; each
+            # trains on its slice, so the global batch does not depend on the world size.
             self._gen.manual_seed(_mix(cfg.seed, k))
-            t = torch.randint(0, cfg.T, (x0.shape[0],), generator=self._gen, device=dev)
-            eps = sample_noise(x0.shape, generator=self._gen, device=dev, offset_noise=cfg.offset_noise)
+            t = torch.randint(0, cfg.T, (self.micro_batch,), generator=self._gen, device=dev)[lo:hi]
+            shape = (self.micro_batch, *x0.shape[1:])
+            eps = sample_noise(shape, generator=self._gen, device=dev, offset_noise=cfg.offset_noise)[lo:hi]
+            if y is not None:  # classifier-free guidance trains the null label on a share of the batch
+                drop = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < cfg.cond_drop
+                y = torch.where(drop, torch.full_like(y, cfg.num_classes), y)
             xt = self.diffusion.q_sample(x0, t, eps)
-            with _autocast(dev, self.autocast_dtype):
-                out = self.model(xt, t)
-            losses = self.diffusion.training_losses(
-                out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
-            )
-            loss = losses.mean() / cfg.grad_accum
-            loss.backward()
+            last = m == cfg.grad_accum - 1
+            # DDP averages gradients once, on the last micro-batch's backward.
+            with (
+                _autocast(dev, self.autocast_dtype),
+                self.model.no_sync() if self.group.distributed and not last else contextlib.nullcontext(),
+            ):
+                out = self.model(xt, t, y)
+                losses = self.diffusion.training_losses(
+                    out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
+                )
+                loss = losses.mean() / cfg.grad_accum
+                loss.backward()
             total += loss.detach()
         lr = cfg.lr * lr_factor(self.step, self.progress(), cfg.warmup, cfg.lr_decay)
         gnorm = apply_update(
@@ -397,13 +429,13 @@ class Trainer:
         win_gn = torch.zeros((), device=self.device)
         win_steps, win_time = 0, 0.0
         reason = "completed"
+        main, distributed = self.group.is_main, self.group.distributed
         while self.step < cfg.steps:
-            if self.should_stop is not None and self.should_stop():
-                reason = "stopped"
-                break
-            if self.time_budget_s is not None and self.elapsed >= self.time_budget_s:
-                reason = "budget"
-                break
+            if not distributed:  # several processes agree on stopping at log windows instead
+                stop = self._wants_stop()
+                if stop:
+                    reason = stop
+                    break
             t0 = self.clock()
             loss, gn = self.train_step()
             win_loss += loss
@@ -415,29 +447,48 @@ class Trainer:
             dt = self.clock() - t0
             win_time += dt
             self.elapsed += dt
+            stop = None
             if log_now:
-                self._emit_metrics(win_loss, win_gn, win_steps, win_time)
+                stop = self._emit_metrics(win_loss, win_gn, win_steps, win_time, self._wants_stop() if distributed else None)
                 win_loss.zero_(), win_gn.zero_()
                 win_steps, win_time = 0, 0.0
-            if self.step < cfg.steps:
+            if self.step < cfg.steps and main:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.emit_samples()
                 if cfg.eval_every and self.step % cfg.eval_every == 0:
                     self.evaluate()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.run_dir is not None:
                     self.save()
+            if stop and self.step < cfg.steps:
+                reason = stop
+                break
         if win_steps:
-            self._emit_metrics(win_loss, win_gn, win_steps, win_time)
-        if self.run_dir is not None:
+            self._emit_metrics(win_loss, win_gn, win_steps, win_time, None)
+        if main and self.run_dir is not None:
             self.save()
-        if reason != "stopped" and self.step > 0:
+        if main and reason != "stopped" and self.step > 0:
             self.emit_samples()
             if cfg.eval_every:
                 self.evaluate()
-        self.on_event(Finished(self.step, reason))
+        if main:
+            self.on_event(Finished(self.step, reason))
         return reason
 
-    def _emit_metrics(self, loss_sum: torch.Tensor, gn_sum: torch.Tensor, n: int, seconds: float) -> None:
+    def _wants_stop(self) -> str | None:
+        """This process's reason to stop now (a stop request, the time budget), or None."""
+        if self.should_stop is not None and self.should_stop():
+            return "stopped"
+        if self.time_budget_s is not None and self.elapsed >= self.time_budget_s:
+            return "budget"
+        return None
+
+    def _emit_metrics(self, loss_sum: torch.Tensor, gn_sum: torch.Tensor, n: int, seconds: float, stop: str | None) -> str | None:
+        """Report a log window; on several processes, the ranks agree here on its loss (the
+        global batch's) and on stopping, and only rank 0 reports. Returns the agreed reason to
+        stop, if any."""
+        if self.group.distributed:
+            loss_sum, any_stop = self.group.window(loss_sum, stop is not None)
+            stop = (stop or "stopped") if any_stop else None
         loss = float(loss_sum) / n  # the one host sync per log window
         if not math.isfinite(loss):
             raise TrainingError(
@@ -450,8 +501,12 @@ class Trainer:
             "images_per_s": n * self.cfg.batch_size / seconds if seconds > 0 else 0.0,
             "elapsed_s": self.elapsed,
         }
-        values.update(self.system.read())  # host-side counters, after the window's sync and outside its time
-        self.on_event(Metrics(self.step, values))
+        if self.group.is_main:
+            # Host-side counters, after the window's sync and outside its time: the main
+            # process's own figures (each peer of a multi-process run costs about the same).
+            values.update(self.system.read())
+            self.on_event(Metrics(self.step, values))
+        return stop
 
     # ---- sampling ----------------------------------------------------------------------
 
@@ -463,19 +518,23 @@ class Trainer:
         seed: int | None = None,
         trajectory_frames: int = 0,
         use_ema: bool = True,
+        labels: list[int] | None = None,
     ) -> SampleResult:
-        """``n`` samples under ``spec`` (default: the run's own, see resolve_spec)."""
+        """``n`` samples under ``spec`` (default: the run's own, see resolve_spec); a
+        conditional run draws ``labels`` (default every class in turn)."""
         cfg = self.cfg
-        net = self.ema.module if use_ema else self.model
+        net = self.ema.module if use_ema else self.net
         return generate(
             net, self.diffusion, cfg, n, spec=spec or resolve_spec(cfg), device=self.device,
-            seed=cfg.seed + 1 if seed is None else seed, trajectory_frames=trajectory_frames,
+            seed=cfg.seed + 1 if seed is None else seed, trajectory_frames=trajectory_frames, labels=labels,
         )  # fmt: skip
 
     def emit_samples(self) -> Samples:
+        """The run's grid of ``sample_n``; a conditional run's has one class per row."""
         spec = resolve_spec(self.cfg)
-        res = self.sample(self.cfg.sample_n, spec)
-        event = Samples(self.step, to_numpy(res.x, self.cfg), spec)
+        labels = sample_labels(self.cfg, self.cfg.sample_n, None)
+        res = self.sample(self.cfg.sample_n, spec, labels=labels)
+        event = Samples(self.step, to_numpy(res.x, self.cfg), spec, labels)
         self.on_event(event)
         return event
 
@@ -490,8 +549,9 @@ class Trainer:
         spec = spec or resolve_spec(cfg)
         check_memory(n, cfg.sample_shape)
         t0 = time.perf_counter()
-        res = self.sample(n, spec, seed=seed)
-        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed)
-        event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0)
+        labels = sample_labels(cfg, n, None)  # a conditional run is judged on every class alike
+        res = self.sample(n, spec, seed=seed, labels=labels)
+        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed, labels=labels)
+        event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0, ev.detail)
         self.on_event(event)
         return event

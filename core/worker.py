@@ -26,7 +26,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from core.processes import child_environment
+from core.devices import DeviceError
+from core.processes import child_environment, track
 from core.store import BUSY_TIMEOUT_MS, HEARTBEAT_EVERY, Run, Store, StoreError
 
 THREADS_ENV = "DDPM_THREADS"  # set by a scheduler for its CPU slots: the worker's thread count
@@ -60,14 +61,14 @@ class Recorder:
                 self.flush()
         elif isinstance(event, Samples):
             self.flush()
-            self.store.add_samples(self.run_id, event.step, event.data, event.spec)
+            self.store.add_samples(self.run_id, event.step, event.data, event.spec, event.labels)
         elif isinstance(event, Evaluated):
             from core.sampling_spec import Protocol
 
             self.flush()
             self.store.add_eval(
                 self.run_id, event.step, protocol=Protocol(event.spec, event.n, event.seed),
-                figures=event.figures, floor=event.floor, seconds=event.seconds,
+                figures=event.figures, floor=event.floor, seconds=event.seconds, detail=event.detail,
             )  # fmt: skip
         elif isinstance(event, CheckpointSaved):
             self.flush()  # every metric up to the checkpoint's step is on disk before it counts
@@ -181,24 +182,38 @@ def train_run(
     """Train one run to its end; returns its final status. ``stop`` is an extra stop signal
     (Ctrl-C in the foreground CLI); ``on_event`` sees every trainer event after the store.
 
+    Under torchrun (several processes), rank 0 runs this and the other ranks run
+    :func:`train_peer`, which never opens the database.
+
     Errors in the run itself end it ``failed`` (the message is in the row) and are re-raised.
     """
+    from core.distributed import ProcessGroup
+
+    group = ProcessGroup.from_env()
+    stop = stop or threading.Event()
+    if not group.is_main:
+        return train_peer(group, device, stop)
     from core import devices
     from core.config import RunConfig
     from core.train import Trainer
 
     store = Store(db_path, create=False)
     run = store.get_run(run_ref)
-    stop = stop or threading.Event()
     recorder = Recorder(store, run.id)
     heartbeat: Heartbeat | None = None
-    claimed = False
+    claimed = joined = False
     try:
         request = device or run.device_request
-        run = store.claim(run.id, device=request)
-        claimed = True
+        if not group.distributed:  # claimed first: a device this host lacks then fails the run, with why
+            run = store.claim(run.id, device=request)
+            claimed = True
         accelerators = devices.probe()
-        dev = devices.resolve(request, accelerators)
+        dev = _rank_device(group, devices.resolve(request, accelerators))
+        group.join(dev)  # several processes: before anything else can fail, so the others always hear from rank 0
+        joined = group.distributed
+        if not claimed:
+            run = store.claim(run.id, device=request)
+            claimed = True
         heartbeat = Heartbeat(store.path, run.id)
         heartbeat.start()
 
@@ -207,34 +222,28 @@ def train_run(
             if on_event is not None:
                 on_event(ev)
 
-        share = None
-        if dev == "cpu":
-            pinned = os.environ.get(THREADS_ENV)  # a scheduler's CPU slot: its own share of the cores
-            if pinned and pinned.isdigit() and int(pinned) > 0:
-                import torch
-
-                torch.set_num_threads(int(pinned))
-            else:
-                share = CpuShare(store)
+        share = _cpu_threads(dev, store)
 
         def should_stop() -> bool:  # called by the trainer before every step
             if share is not None:
                 share()
             return stop.is_set() or store.stop_requested(run.id)
 
-        import torch
-
         cfg = RunConfig.from_dict(run.config)
-        kwargs = dict(device=torch.device(dev), run_dir=store.run_dir(run.id), on_event=events, should_stop=should_stop)
+        kwargs = dict(device=dev, run_dir=store.run_dir(run.id), on_event=events, should_stop=should_stop, group=group)
         state = _resume_point(store, run)
+        _announce_world(state, group)
+        group.broadcast({"config": cfg.to_dict(), "state": state})
+        joined = False  # the others have what they need: from here a failure reaches them as a broken collective
         trainer = Trainer(cfg, **kwargs)
         if state is not None:
             trainer.load_state(state)
             del state
         store.truncate_after(run.id, trainer.step)
         clean_run_dir(store.run_dir(run.id), [ck.path for ck in store.checkpoints(run.id)])
-        env = devices.environment(dev, accelerators, precision=trainer.precision, data=trainer.data_placement)
-        store.set_progress(run.id, n_params=trainer.n_params, device=env["device"], env=env)
+        env = devices.environment(str(dev), accelerators, precision=trainer.precision, data=trainer.data_placement)
+        env["world_size"] = group.world_size
+        store.set_progress(run.id, n_params=trainer.n_params, device=env["device"], env=env, world_size=group.world_size)
         if on_start is not None:
             on_start(store.get_run(run.id), trainer)
         reason = trainer.run()
@@ -250,15 +259,96 @@ def train_run(
             _safe(lambda: store.finish(run.id, "stopped", f"interrupted before a checkpoint; resumes from {where}"))
         raise
     except BaseException as e:
+        message = _one_line(e)
+        if joined:  # the other ranks wait for the run's config: tell them it is not coming
+            _safe(lambda: group.broadcast({"error": message}))
         if claimed:
             _safe(recorder.flush)
-            message = _one_line(e)
+            if group.distributed:
+                message = _rank_failure(e, message, group.world_size)
             _safe(lambda: store.finish(run.id, "failed", message))
         raise
     finally:
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
+        group.leave()
+
+
+def train_peer(group, device: str | None, stop: threading.Event) -> str:
+    """A rank other than 0: join the group, take the run's config and resume state from rank
+    0, train its slices. It never opens the database (which may be on another machine)."""
+    from core import devices
+    from core.config import RunConfig
+    from core.train import Trainer
+
+    if device is None:
+        raise DeviceError("the other ranks need --device (torchrun launches them with it)")
+    dev = _rank_device(group, devices.resolve(device, devices.probe()))
+    group.join(dev)
+    try:
+        got = group.broadcast()
+        if "error" in got:
+            print(f"rank {group.rank}: rank 0 could not start the run: {got['error']}", file=sys.stderr, flush=True)
+            return "failed"
+        _cpu_threads(str(dev), None)
+        trainer = Trainer(RunConfig.from_dict(got["config"]), device=dev, should_stop=stop.is_set, group=group)
+        if got["state"] is not None:
+            trainer.load_state(got["state"])
+        reason = trainer.run()
+        return "completed" if reason == "completed" else "stopped"
+    finally:
+        group.leave()
+
+
+def _rank_failure(e: BaseException, message: str, world_size: int) -> str:
+    """A failed collective means another rank died: say that, not gloo's or NCCL's text."""
+    text = str(e)
+    if type(e).__name__ == "DistBackendError" or any(
+        w in text for w in ("Connection closed", "Connection reset", "NCCL", "gloo")
+    ):
+        why = " ".join(text.split("]")[-1].split())[:120]
+        return f"another of the run's {world_size} processes stopped ({why}); its worker.log has each rank's output"
+    return f"{message} (on one of the run's {world_size} processes; its worker.log has each rank's output)"
+
+
+def _rank_device(group, resolved: str):
+    """This rank's torch device: the resolved one for a single process; on several, its own
+    GPU (by LOCAL_RANK) or the CPU."""
+    import torch
+
+    if not group.distributed:
+        return torch.device(resolved)
+    return group.device(resolved.split(":")[0])
+
+
+def _cpu_threads(device, store: Store | None):
+    """On the CPU, the threads this worker takes: a scheduler's slot (or torchrun's launch)
+    pins them with DDPM_THREADS; a lone worker shares the cores with the others on its host
+    (returns the CpuShare that the trainer calls before every step)."""
+    if str(device) != "cpu":
+        return None
+    pinned = os.environ.get(THREADS_ENV)
+    if pinned and pinned.isdigit() and int(pinned) > 0:
+        import torch
+
+        torch.set_num_threads(int(pinned))
+        return None
+    return CpuShare(store) if store is not None else None
+
+
+def _announce_world(state: dict | None, group) -> None:
+    """Say it when a run resumes at another world size (its checkpoint holds the unwrapped
+    model, so it loads anywhere): batches, timesteps and noise continue unchanged, since they
+    are drawn for the global batch; each process's own random stream (dropout) does not."""
+    trained = int(state.get("world_size", 1)) if state else None
+    if trained is not None and trained != group.world_size:
+        print(
+            f"resuming on {group.world_size} process{'es' if group.world_size != 1 else ''} a run that trained on {trained}: "
+            "batches, timesteps and noise continue unchanged; dropout's random streams change",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def clean_run_dir(folder: Path, recorded: list[Path | str]) -> list[Path]:
@@ -294,28 +384,31 @@ def _safe(fn: Callable) -> None:
 
 # ---- detached workers --------------------------------------------------------------------
 
-_children: list[subprocess.Popen] = []
 
-
-def worker_command(db_path: Path | str, run_id: int, device: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "core.worker", str(run_id), "--db", str(Path(db_path).resolve())]
-    return cmd + ["--device", device] if device else cmd
+def worker_command(db_path: Path | str, run_id: int, device: str | None = None, nproc: int = 1) -> list[str]:
+    """``python -m core.worker RUN --db PATH``, or torchrun's launcher starting ``nproc`` of
+    them (``--standalone``: a rendezvous of its own on this machine)."""
+    args = ["-m", "core.worker", str(run_id), "--db", str(Path(db_path).resolve())]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        return launcher + args + ["--device", device or "auto"]
+    return [sys.executable, *args] + (["--device", device] if device else [])
 
 
 def spawn_worker(
-    db_path: Path | str, run_id: int, device: str | None = None, env: dict[str, str] | None = None
+    db_path: Path | str, run_id: int, device: str | None = None, env: dict[str, str] | None = None, nproc: int = 1
 ) -> subprocess.Popen:
     """Start ``python -m core.worker`` for a queued run, detached: its own session (no
     SIGHUP when the terminal goes), output to ``worker.log`` in the run's folder. The pid is
     recorded at once so a worker that dies before claiming the run shows up as crashed.
     ``env`` adds to the environment (a scheduler pins a GPU slot's worker with
-    ``CUDA_VISIBLE_DEVICES``)."""
+    ``CUDA_VISIBLE_DEVICES``); ``nproc`` > 1 starts torchrun's launcher with that many."""
     store = Store(db_path, create=False)
     try:
         run = store.get_run(run_id)
         folder = store.run_dir(run.id)
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = worker_command(db_path, run.id, device)
+        cmd = worker_command(db_path, run.id, device, nproc)
         env = child_environment(env)
         with open(folder / "worker.log", "ab") as log:
             proc = subprocess.Popen(
@@ -325,16 +418,7 @@ def spawn_worker(
         store.set_spawned(run.id, proc.pid)
     finally:
         store.close()
-    _children.append(proc)
-    reap()
-    return proc
-
-
-def reap() -> None:
-    """Collect exited detached workers so a long-lived parent (the dashboard) keeps no zombies."""
-    for p in list(_children):
-        if p.poll() is not None:
-            _children.remove(p)
+    return track(proc)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)

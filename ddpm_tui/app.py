@@ -30,6 +30,7 @@ from textual.screen import ModalScreen, Screen
 
 from core.devices import Accelerators
 from core.errors import DDPMError
+from core.processes import reap
 from core.store import Run, Store, StoreError, check_tag, open_store
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.screens.help import declared, key_label
@@ -143,7 +144,9 @@ class DdpmApp(App[None]):
             return None
 
     def poll(self, force: bool = False) -> None:
-        """Refresh the topmost data screen when the database moved (or every few seconds)."""
+        """Refresh the topmost data screen when the database moved (or every few seconds),
+        and collect the workers and schedulers this process started that have exited."""
+        reap()
         version = self._data_version()
         now = time.monotonic()
         if not force and version == self._version and now - self._last_full < FULL_REFRESH_S:
@@ -193,6 +196,12 @@ class DdpmApp(App[None]):
         from ddpm_tui.screens.run import RunScreen
 
         self.push_screen(RunScreen(run_id))
+
+    def open_queue(self) -> None:
+        from ddpm_tui.screens.queue import QueueScreen
+
+        if not isinstance(self.page, QueueScreen):
+            self.push_screen(QueueScreen())
 
     def open_compare(self, run_ids: list[int]) -> None:
         from ddpm_tui.screens.compare import CompareScreen

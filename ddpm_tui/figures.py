@@ -21,16 +21,19 @@ FIGURE_HELP = {
     "kid_std": "spread of KID over random subsets",
     "confident": "share the judge reads with max softmax > 0.9; higher is better",
     "class_entropy": "coverage of the ten classes: 1 = all equally, 0 = one class",
+    "class_accuracy": "share the judge reads, confidently, as the class asked for; higher is better",
+    "class_accuracy_min": "the worst class's class accuracy",
     "curve_distance": "mean distance of samples to the S-curve; lower is better",
     "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
 }
+PERCENTAGES = {"confident", "class_accuracy", "class_accuracy_min"}
 LOWER_IS_BETTER = {"fid", "kid", "kid_std", "curve_distance", "swd", "loss"}
 
 
 def figure(name: str, v: float | None) -> str:
     if v is None:
         return "-"
-    if name == "confident":
+    if name in PERCENTAGES:
         return f"{v:.1%}"
     if name in ("fid",):
         return f"{v:.2f}"

@@ -1,11 +1,16 @@
 """The queue as tables: slots with their runs, the waiting list in order, runs left without a
-scheduler. ``ddpm queue`` prints them; the dashboard's Queue screen shows the same rows."""
+scheduler. ``ddpm queue`` prints them; the dashboard's Queue screen shows the same rows.
+
+Cells are Rich markup; names are escaped, since a study's run names hold brackets
+(``s/channel_mult=[1,2]``) that could otherwise read as markup."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ddpm_tui.format import STATUS_STYLE, duration, number, progress
+from rich.markup import escape
+
+from ddpm_tui.format import STATUS_STYLE, device_label, duration, number, progress
 
 if TYPE_CHECKING:
     from core.scheduler import QueueState
@@ -18,17 +23,30 @@ def slot_cells(slot: dict, run: Run | None) -> list[str]:
         return [slot["slot"], "-", "[dim]free[/]", "", "", "", ""]
     st = STATUS_STYLE.get(run.status, "")
     eta = duration(run.seconds_left) if run.seconds_left is not None else "-"
-    return [slot["slot"], str(run.id), run.name, f"[{st}]{run.status}[/]", progress(run.step, run.total_steps), eta,
+    return [slot["slot"], str(run.id), escape(run.name), f"[{st}]{run.status}[/]", progress(run.step, run.total_steps), eta,
             number(run.images_per_s and round(run.images_per_s))]  # fmt: skip
 
 
 def waiting_cells(position: int, run: Run) -> list[str]:
     """#, run, name, study, priority, device asked, steps."""
-    return [str(position), str(run.id), run.name, run.study or "-", str(run.priority), run.device_request, f"{run.total_steps:,}"]
+    return [str(position), str(run.id), escape(run.name), escape(run.study or "-"), str(run.priority), run.device_request,
+            f"{run.total_steps:,}"]  # fmt: skip
 
 
 SLOT_COLUMNS = ("slot", "run", "name", "status", "progress", "ETA", "img/s")
 WAITING_COLUMNS = ("#", "run", "name", "study", "priority", "device", "steps")
+
+
+def scheduler_line(sched: dict) -> str:
+    """``scheduler pid 412 on gpu-box, 4 slots`` and whether it is stopping."""
+    flag = {1: " [yellow](stopping: takes no new runs)[/]", 2: " [yellow](stopping its runs)[/]"}.get(sched["stopping"], "")
+    n = len(sched["slots"])
+    return f"[bold]scheduler[/] pid {sched['pid']} on {sched['host']}, {n} slot{'s' if n != 1 else ''}{flag}"
+
+
+def unattended_line(runs: list[Run]) -> str:
+    """Queue runs whose worker trains on after its scheduler died: a new scheduler adopts them."""
+    return "[yellow]training without a scheduler: " + " ".join(f"{r.id} ({device_label(r)})" for r in runs) + "[/]"
 
 
 def queue_tables(state: QueueState) -> list[Any]:
@@ -38,11 +56,7 @@ def queue_tables(state: QueueState) -> list[Any]:
     out: list[Any] = []
     if not state.schedulers:
         out.append("[yellow]no scheduler runs for this database[/]; start one with: ddpm queue start")
-    for sched in state.schedulers:
-        flag = {0: "", 1: " [yellow](stopping: takes no new runs)[/]", 2: " [yellow](stopping its runs)[/]"}.get(
-            sched["stopping"], ""
-        )
-        out.append(f"[bold]scheduler[/] pid {sched['pid']} on {sched['host']}{flag}")
+    out += [scheduler_line(sched) for sched in state.schedulers]
     if state.slots:
         t = Table(box=None, header_style="bold", pad_edge=False)
         for c in SLOT_COLUMNS:
@@ -51,8 +65,7 @@ def queue_tables(state: QueueState) -> list[Any]:
             t.add_row(*slot_cells(slot, run))
         out.append(t)
     if state.unattended:
-        ids = " ".join(str(r.id) for r in state.unattended)
-        out.append(f"[yellow]training without a scheduler: {ids}[/] (a new `ddpm queue start` adopts them)")
+        out.append(unattended_line(state.unattended) + " (a new `ddpm queue start` adopts them)")
     if state.waiting:
         out.append(f"[bold]waiting[/] ({len(state.waiting)}, taken in this order)")
         t = Table(box=None, header_style="bold", pad_edge=False)

@@ -106,16 +106,19 @@ def image_rows(img: np.ndarray, mode: str) -> list[Text]:
     raise ValueError(f"art mode {mode!r} is not one of {', '.join(MODES)}")
 
 
-def grid(images: np.ndarray, mode: str, width: int = 80, gutter: int = 1, max_rows: int | None = None) -> Text:
+def grid(
+    images: np.ndarray, mode: str, width: int = 80, gutter: int = 1, max_rows: int | None = None, per_row: int | None = None
+) -> Text:
     """Images (N, C, H, W) or (N, H, W) tiled left to right, wrapping at ``width`` cells,
-    with a ``gutter`` of blank cells between images and a blank line between rows."""
+    with a ``gutter`` of blank cells between images and a blank line between rows.
+    ``per_row`` caps the images of a row (a conditional run's grid: one class a row)."""
     imgs = np.asarray(images)
     if imgs.ndim == 3:
         imgs = imgs[:, None]
     if imgs.shape[0] == 0:
         return Text()
     cw, ch = cell_size(mode, imgs.shape[2], imgs.shape[3])
-    per_row = max(1, (max(width, cw) + gutter) // (cw + gutter))
+    per_row = min(per_row or imgs.shape[0], max(1, (max(width, cw) + gutter) // (cw + gutter)))
     chunks = [imgs[i : i + per_row] for i in range(0, imgs.shape[0], per_row)][:max_rows]
     lines: list[Text] = []
     for r, chunk in enumerate(chunks):

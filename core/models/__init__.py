@@ -24,6 +24,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
         attn_resolutions=tuple(cfg.attn_resolutions),
         dropout=cfg.dropout,
         patch=cfg.patch,
+        num_classes=cfg.num_classes if cfg.cond == "class" else 0,
     )
     return net
 

@@ -34,7 +34,8 @@ class MLP(nn.Module):
         self.blocks = nn.ModuleList(ResidualMLPBlock(hidden) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``y`` is accepted for a common signature; 2-D points have no classes."""
         emb = self.time_mlp(timestep_embedding(t, self.hidden))
         h = self.inp(x)
         for block in self.blocks:

@@ -111,6 +111,7 @@ class UNet(nn.Module):
         attn_resolutions: tuple[int, ...] = (),
         dropout: float = 0.0,
         patch: int = 1,
+        num_classes: int = 0,
     ):
         super().__init__()
         if image_size % patch:
@@ -126,6 +127,11 @@ class UNet(nn.Module):
         tdim = channels * 4
         self.channels = channels
         self.time_mlp = nn.Sequential(nn.Linear(channels, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        # A class-conditional model adds its label's embedding to the time embedding; the
+        # extra last row is the null label ("no class"), which classifier-free guidance trains
+        # on a share of the batches and samples with for the unconditional prediction.
+        self.num_classes = num_classes
+        self.label_emb = nn.Embedding(num_classes + 1, tdim) if num_classes else None
         self.stem = nn.Conv2d(in_channels * patch * patch, channels, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -161,8 +167,13 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``y``: class labels (``num_classes`` is the null label; None means null for all)."""
         emb = self.time_mlp(timestep_embedding(t, self.channels))
+        if self.label_emb is not None:
+            if y is None:
+                y = torch.full_like(t, self.num_classes)
+            emb = emb + self.label_emb(y)
         if self.patch > 1:
             x = F.pixel_unshuffle(x, self.patch)
         h = self.stem(x)

@@ -38,7 +38,9 @@ class Group(TyperGroup):
                 raise
             ctx = getattr(e, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            print(f"error: {e.format_message()}{hint}", file=sys.stderr)
+            from ddpm_tui.cli.common import printable
+
+            print(f"error: {printable(e.format_message())}{hint}", file=sys.stderr)
             sys.exit(e.exit_code)
         code = rv if isinstance(rv, int) else 0
         if not standalone_mode:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from core.choices import ETA_MAX, SAMPLERS
+from core.choices import ETA_MAX, GUIDANCE_MAX, SAMPLERS
 from core.errors import DDPMError
 
 if TYPE_CHECKING:
@@ -82,6 +82,43 @@ EtaOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def parse_classes(values: list[str] | None) -> list[int] | None:
+    """``--class 7 --class 0-3 --class 5,6`` as class numbers in the order given."""
+    if not values:
+        return None
+    out: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            lo, dash, hi = part.partition("-")
+            if not lo.isdigit() or (dash and not hi.isdigit()):
+                raise UserError(f"--class {value!r}: expected a class such as 7, a range such as 0-9, or a list such as 1,7")
+            out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    return out
+
+
+ClassOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--class",
+        metavar="CLASS",
+        help="A conditional run's class to draw: 7, 0-9 or 1,7; repeatable [default: every class].",
+        show_default=False,
+    ),
+]
+GuidanceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--guidance",
+        min=0.0,
+        max=GUIDANCE_MAX,
+        callback=finite,
+        help="Classifier-free guidance of a conditional run: 0 unconditional, 1 conditional, more steers harder [default: the run's]",
+        show_default=False,
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -107,9 +144,18 @@ class UserError(DDPMError):
     """A problem with what was asked on the command line itself."""
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on (a carriage return, a line or
+    paragraph separator, an escape) written as its escape, so a bad argument echoed in an
+    error can never split or overwrite the line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    for line in message.splitlines() or [message]:
-        print(f"error: {line}", file=sys.stderr)
+    """One ``error:`` line per line of ``message`` (a config with three bad fields is three
+    lines, one per field), each made printable."""
+    for line in message.split("\n") or [message]:
+        print(f"error: {printable(line)}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -184,8 +230,11 @@ def art_mode(console: Console, art: Art | None) -> str:
     return pick_mode(console.color_system, art.value if art else None)
 
 
-def samples_view(console: Console, data, art: Art | None, max_rows: int | None = None, title: str | None = None):
-    """Images as a grid of art, or 2-D points as a scatter."""
+def samples_view(
+    console: Console, data, art: Art | None, max_rows: int | None = None, title: str | None = None, per_row: int | None = None
+):
+    """Images as a grid of art (``per_row`` a row: one class a row for a conditional run), or
+    2-D points as a scatter."""
     from rich.text import Text
 
     if data.ndim == 2:  # points
@@ -195,7 +244,7 @@ def samples_view(console: Console, data, art: Art | None, max_rows: int | None =
         return Text.from_ansi(chart)
     from ddpm_tui.render import grid
 
-    return grid(data, art_mode(console, art), width=console.width, max_rows=max_rows)
+    return grid(data, art_mode(console, art), width=console.width, max_rows=max_rows, per_row=per_row)
 
 
 def run_doc(store: Store, run: Run) -> dict:

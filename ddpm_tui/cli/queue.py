@@ -64,22 +64,6 @@ def queue_status(ctx: typer.Context, json_out: JsonOpt = False, db: DbOpt = None
         console.print(renderable)
 
 
-def _parse_gpus(text: str, count: int) -> list[int]:
-    if text.strip().lower() == "all":
-        return list(range(count))
-    gpus = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit():
-            raise UserError(f"--gpus {text}: expected GPU indices such as 0,1,2,3 (or all)")
-        gpus.append(int(part))
-    bad = [g for g in gpus if g >= count]
-    if bad:
-        have = "GPU 0" if count == 1 else f"GPUs 0 to {count - 1}"
-        raise UserError(f"--gpus {text}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} ({have})")
-    return sorted(dict.fromkeys(gpus))
-
-
 @command("start", group=queue_app)
 def queue_start(
     gpus: Annotated[
@@ -95,6 +79,21 @@ def queue_start(
     retries: Annotated[
         int, typer.Option("--retries", min=0, help="Re-queue a crashed run this many times (runs may set their own).")
     ] = 0,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="auto|ADDRESS|local",
+            help="Work the queue off on a Ray cluster (pip install 'ddpm-tui[ray]').",
+            show_default=False,
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        int | None,
+        typer.Option(
+            "--cpus-per-run", min=1, help="With --ray: CPUs each run asks for [default: 1 with GPUs, else 2].", show_default=False
+        ),
+    ] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the scheduler in the background and return.")] = False,
     drain: Annotated[bool, typer.Option("--drain", help="Return when nothing is queued or running.")] = False,
     db: DbOpt = None,
@@ -105,24 +104,42 @@ def queue_start(
 
     if gpus is not None and slots is not None:
         raise UserError("--gpus and --slots exclude each other: GPU slots on a GPU host, CPU slots (--slots) on a CPU host")
-    plan = plan_for(gpus, per_gpu, slots)
+    if ray is not None and (gpus is not None or slots is not None):
+        raise UserError(
+            "--ray lets Ray place the runs on the cluster's GPUs or CPUs; drop --gpus and --slots (--cpus-per-run sizes a CPU run)"
+        )
+    if ray is None and cpus_per_run is not None:
+        raise UserError("--cpus-per-run is for --ray; a local scheduler's CPU slots split the cores (--slots N)")
+    if ray is not None:
+        from core.ray_queue import require_ray
+
+        require_ray()  # one line saying how to install it, before anything starts
+    plan = plan_for(gpus, per_gpu, slots) if ray is None else []
     with open_store(db, write=True) as store:
         db_path = store.path
         pid = sched.holder(sched.lock_path(store))
     if pid is not None:
         raise UserError(f"a scheduler already runs for {db_path} on this host (pid {pid}); `ddpm queue stop` stops it")
     console = make_console()
-    where = ", ".join(s.name for s in plan)
+    where = ", ".join(s.name for s in plan) if ray is None else f"Ray cluster {ray}"
     if detach:
-        proc = sched.spawn(db_path, plan, retries=retries, drain=drain)
+        proc = sched.spawn(db_path, plan, retries=retries, drain=drain, ray=ray, cpus_per_run=cpus_per_run)
         console.print(
             f"scheduler started in the background (pid {proc.pid}): {where}\n  watch it:  ddpm queue   stop it:  ddpm queue stop",
             highlight=False,
         )
         return
-    scheduler = sched.Scheduler(
-        db_path, plan, retries=retries, drain=drain, log=lambda text: console.print(text, highlight=False)
-    )
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False)
+
+    if ray is not None:
+        from core.ray_queue import RayScheduler
+
+        scheduler = RayScheduler(db_path, address=ray, cpus_per_run=cpus_per_run, retries=retries, drain=drain, log=say)
+        where = f"Ray cluster {ray}: {', '.join(s.name for s in scheduler.slots)}"
+    else:
+        scheduler = sched.Scheduler(db_path, plan, retries=retries, drain=drain, log=say)
     previous = {
         s: signal.signal(s, lambda signum, frame: scheduler.interrupted.set())
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -145,21 +162,17 @@ def queue_start(
 def plan_for(gpus: str | None, per_gpu: int, slots: int | None):
     """The slots a start asks for, checked against this machine (asked of torch in a child,
     so this command stays light)."""
-    from core.devices import probe_isolated
-    from core.scheduler import plan_slots
+    from core.devices import parse_gpus, probe_isolated
+    from core.scheduler import default_slots, plan_slots
 
     if slots is not None:
         return plan_slots(slots=slots)
     acc = probe_isolated()
     if gpus is not None:
-        if not acc.cuda:
-            raise UserError(
-                f"--gpus: {acc.no_cuda_reason().removesuffix('; use --device cpu (or auto)')}; use --slots N for CPU slots"
-            )
-        return plan_slots(gpus=_parse_gpus(gpus, acc.cuda), per_gpu=per_gpu)
+        return plan_slots(gpus=parse_gpus(gpus, acc), per_gpu=per_gpu)
     if acc.cuda:
         return plan_slots(gpus=list(range(acc.cuda)), per_gpu=per_gpu)
-    return plan_slots(slots=max(1, acc.cpu_cores // 2))
+    return default_slots(acc)
 
 
 @command("stop", group=queue_app)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.config import PRESETS
 from core.errors import DDPMError
 from ddpm_tui.cli.common import (
     Art,
@@ -63,11 +64,18 @@ class ProgressView:
         self.last_print = 0.0
 
     def start(self, run: Run, trainer) -> None:
-        self.total, self.start_step, self.start_elapsed = run.total_steps, trainer.step, trainer.elapsed
-        where = f"resuming at step {trainer.step:,}" if trainer.step else f"{run.total_steps:,} steps"
+        """The trainer in this process is about to train."""
+        self.begin(run, trainer.step, trainer.elapsed, str(trainer.device), trainer.n_params)
+
+    def start_from_run(self, run: Run, nproc: int) -> None:
+        """A run training in other processes (several ranks), followed through its row."""
+        self.begin(run, run.step, run.elapsed_s, f"{run.device.split(':')[0]} x{nproc}", run.n_params or 0)
+
+    def begin(self, run: Run, step: int, elapsed: float, device: str, n_params: int) -> None:
+        self.total, self.start_step, self.start_elapsed = run.total_steps, step, elapsed
+        where = f"resuming at step {step:,}" if step else f"{run.total_steps:,} steps"
         self.console.print(
-            f"run [bold]{run.id}[/] ([bold]{run.name}[/]): {run.preset} preset on {trainer.device}, "
-            f"{trainer.n_params:,} parameters, {where}",
+            f"run [bold]{run.id}[/] ([bold]{run.name}[/]): {run.preset} preset on {device}, {n_params:,} parameters, {where}",
             highlight=False,
         )
         if self.live:
@@ -85,7 +93,7 @@ class ProgressView:
                 console=self.console,
             )
             self.progress.start()
-            self.task = self.progress.add_task("training", total=run.total_steps, completed=trainer.step, loss="-", ips="-")
+            self.task = self.progress.add_task("training", total=run.total_steps, completed=step, loss="-", ips="-")
         self.last_print = time.monotonic()
 
     def __call__(self, event) -> None:
@@ -186,7 +194,7 @@ def _report_end(console: Console, store: Store, run: Run, view: ProgressView, ar
     if run.status == "completed":
         latest = store.latest_samples(run.id)
         if latest is not None:
-            console.print(samples_view(console, latest.data, art))
+            console.print(samples_view(console, latest.data, art, per_row=latest.per_row))
         loss = f", loss {run.last_loss:.4f}" if run.last_loss is not None else ""
         console.print(
             f"run [bold]{run.id}[/] ({run.name}) [green]completed[/]: {run.step:,} steps in {duration(run.elapsed_s)}{loss}",
@@ -212,7 +220,7 @@ def run_cmd(
         typer.Option(
             "--preset",
             "-p",
-            help="quick, classic, fashion, scurve, folder or smoke [default: quick on a CPU, classic on CUDA]",
+            help=f"{', '.join(PRESETS)} [default: quick on a CPU, classic on CUDA]",
             show_default=False,
         ),
     ] = None,
@@ -239,6 +247,21 @@ def run_cmd(
             show_default=False,
         ),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train on N processes (data parallel, torchrun); batch_size stays the global batch.",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus", help="Train on these GPUs, one process each (e.g. 0,1,2,3 or all); implies --nproc.", show_default=False
+        ),
+    ] = None,
     queue: Annotated[
         bool, typer.Option("--queue", "-q", help="Record it as queued for a scheduler (ddpm queue start) instead of starting it.")
     ] = False,
@@ -252,22 +275,25 @@ def run_cmd(
     db: DbOpt = None,
 ) -> None:
     """Start a training run (in the foreground unless --detach), or queue it (--queue)."""
-    from core.config import default_preset
+    from core.config import check_split, default_preset
     from core.config import preset as make_preset
-    from core.devices import device_type, resolve_here
+    from core.devices import device_type, plan_here, resolve_here
     from core.sources import check_available
     from core.store import open_store
-    from core.worker import spawn_worker
 
     if not queue and (priority or retries is not None):
         raise UserError("--priority and --retries are for queued runs; add --queue")
-    resolved = resolve_here(device)  # a device this host lacks is refused before anything is recorded
+    if queue and gpus is not None:
+        raise UserError("--gpus pins GPUs for a run started now; a queued run gets its GPUs from the scheduler (use --nproc N)")
+    # A device (or GPUs, or processes) this host lacks is refused before anything is recorded.
+    launch = plan_here(device, nproc=nproc, gpus=gpus)
     if preset is None:
-        preset = default_preset(device_type(resolved))
+        preset = default_preset(device_type(resolve_here(launch.device)) if launch.nproc == 1 else launch.device)
     overrides = parse_sets(sets or [])
     if eval_every is not None:
         overrides["eval_every"] = str(eval_every)
     cfg = make_preset(preset, overrides)
+    check_split(cfg, launch.nproc)
     check_available(cfg)
     with open_store(db, write=True, create=True) as store:
         run = store.create_run(
@@ -279,6 +305,7 @@ def run_cmd(
             in_queue=queue,
             priority=priority,
             retries=retries,
+            world_size=launch.nproc,
         )
         db_path = store.path
         position = next((i for i, r in enumerate(store.waiting(), 1) if r.id == run.id), None) if queue else None
@@ -293,19 +320,92 @@ def run_cmd(
             )
         return
     if detach:
-        proc = spawn_worker(db_path, run.id)
-        with open_store(db_path) as store:
-            run = store.get_run(run.id)
-            if json_out:
-                print_json(run.to_json())
-                return
-        make_console().print(
-            f"run [bold]{run.id}[/] ([bold]{run.name}[/]) is training in the background (pid {proc.pid})\n"
-            f"  follow it:  ddpm show {run.id}   or   ddpm-tui\n  stop it:    ddpm stop {run.id}",
-            highlight=False,
-        )
+        _start_detached(db_path, run.id, launch, json_out, "is training in the background")
+        return
+    if launch.nproc > 1:
+        _follow_processes(db_path, run.id, launch, json_out=json_out, art=art)
         return
     _train_foreground(db_path, run.id, json_out=json_out, art=art)
+
+
+def _start_detached(db_path: Path, run_id: int, launch, json_out: bool, what: str, device: str | None = None) -> None:
+    """A background worker for the run (torchrun's launcher for several processes). One
+    process resolves the run's own device request unless ``device`` says otherwise."""
+    from core.store import open_store
+    from core.worker import spawn_worker
+
+    where = launch.device if launch.nproc > 1 else device
+    proc = spawn_worker(db_path, run_id, device=where, env=launch.env, nproc=launch.nproc)
+    with open_store(db_path) as store:
+        run = store.get_run(run_id)
+    if json_out:
+        print_json(run.to_json())
+        return
+    procs = f", {launch.nproc} processes" if launch.nproc > 1 else ""
+    make_console().print(
+        f"run [bold]{run.id}[/] ([bold]{run.name}[/]) {what} (pid {proc.pid}{procs})\n"
+        f"  follow it:  ddpm show {run.id}   or   ddpm-tui\n  stop it:    ddpm stop {run.id}",
+        highlight=False,
+    )
+
+
+def _follow_processes(db_path: Path, run_id: int, launch, *, json_out: bool, art: Art | None) -> None:
+    """A run on several processes, in the foreground: torchrun's launcher in a session of its
+    own (so Ctrl-C reaches this process only), followed through the store. Ctrl-C or a hang-up
+    asks the run to stop (every rank checkpoints... rank 0 for all, at the next log window); a
+    second Ctrl-C ends the launcher and its ranks."""
+    from core.store import Store
+    from core.train import Metrics
+    from core.worker import install_stop_signals, restore_signals, spawn_worker
+
+    console = make_console(stderr=json_out)
+    view = ProgressView(console)
+    stop = threading.Event()
+    proc = None
+
+    def on_signal(signum: int) -> None:
+        view.stopping = True
+        if signum == signal.SIGHUP:
+            view.live = False
+            _silence_terminal()
+        with Store(db_path, create=False) as s:
+            s.request_stop(run_id)
+
+    previous = install_stop_signals(stop, on_signal)
+    try:
+        proc = spawn_worker(db_path, run_id, device=launch.device, env=launch.env, nproc=launch.nproc)
+        with Store(db_path, create=False) as store:
+            started = False
+            while proc.poll() is None:
+                run = store.get_run(run_id)
+                if run.status == "running" and run.n_params and not started:
+                    view.start_from_run(run, launch.nproc)
+                    started = True
+                if started:
+                    view(
+                        Metrics(
+                            run.step,
+                            {"loss": run.last_loss or 0.0, "images_per_s": run.images_per_s or 0.0, "elapsed_s": run.elapsed_s},
+                        )
+                    )
+                time.sleep(0.5)
+    except KeyboardInterrupt:  # a second Ctrl-C: end the ranks now
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+    finally:
+        view.close()
+        restore_signals(previous)
+    with Store(db_path, create=False) as store:
+        run = store.get_run(run_id)
+        if json_out:
+            print_json(run_doc(store, run))
+        else:
+            _report_end(console, store, run, view, art)
+    if run.status == "failed":
+        raise fail(
+            f"run {run.id} failed at step {run.step}: {run.error} (`ddpm show {run.id}`; the ranks' output is in its worker.log)"
+        )
 
 
 @command("resume")
@@ -325,30 +425,50 @@ def resume_cmd(
             show_default=False,
         ),
     ] = None,
+    nproc: Annotated[
+        int | None, typer.Option("--nproc", min=1, help="Processes to continue on [default: as before].", show_default=False)
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option("--gpus", help="Continue on these GPUs, one process each; implies --nproc.", show_default=False)
+    ] = None,
+    queue: Annotated[bool, typer.Option("--queue", "-q", help="Put it back in the queue for a scheduler instead.")] = False,
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Continue a stopped, crashed, failed or (with --steps) completed run from its last checkpoint."""
-    from core.devices import resolve_here
-    from core.store import open_store
-    from core.worker import spawn_worker
+    import sys
 
-    if device is not None:
-        resolve_here(device)  # refused here, before the run is queued again
+    from core.config import RunConfig, check_split
+    from core.devices import plan_here
+    from core.store import open_store
+
+    if queue and gpus is not None:
+        raise UserError("--gpus pins GPUs for a run started now; a queued run gets its GPUs from the scheduler (use --nproc N)")
+    with open_store(db) as store:
+        before = store.get_run(run_ref)
+    # Refused here, before the run is queued again: a device, GPUs or processes this host lacks.
+    launch = plan_here(device or before.device_request, nproc=nproc or (None if gpus else before.world_size), gpus=gpus)
+    check_split(RunConfig.from_dict(before.config), launch.nproc)
     with open_store(db, write=True) as store:
-        run = store.prepare_resume(run_ref, total_steps=steps)
+        run = store.prepare_resume(before.id, total_steps=steps, in_queue=queue, world_size=launch.nproc)
         db_path = store.path
-    dev = device
-    if detach:
-        proc = spawn_worker(db_path, run.id, device=dev)
-        with open_store(db_path) as store:
-            run = store.get_run(run.id)
+    if launch.nproc != before.world_size and not json_out:
+        print(
+            f"run {run.id} trained on {before.world_size} process{'es' if before.world_size != 1 else ''} and continues on "
+            f"{launch.nproc}: batches, timesteps and noise go on unchanged; dropout's random streams change",
+            file=sys.stderr,
+        )
+    if queue:
         if json_out:
             print_json(run.to_json())
         else:
-            make_console().print(
-                f"run [bold]{run.id}[/] ({run.name}) resumed in the background (pid {proc.pid})", highlight=False
-            )
+            make_console().print(f"run [bold]{run.id}[/] ({run.name}) is back in the queue", highlight=False)
         return
-    _train_foreground(db_path, run.id, json_out=json_out, art=art, device=dev)
+    if detach:
+        _start_detached(db_path, run.id, launch, json_out, "resumed in the background", device=device)
+        return
+    if launch.nproc > 1:
+        _follow_processes(db_path, run.id, launch, json_out=json_out, art=art)
+        return
+    _train_foreground(db_path, run.id, json_out=json_out, art=art, device=device)

@@ -12,15 +12,18 @@ import typer
 from ddpm_tui.cli.common import (
     Art,
     ArtOpt,
+    ClassOpt,
     DbOpt,
     DeviceOpt,
     EtaOpt,
+    GuidanceOpt,
     RunArg,
     SamplerOpt,
     StepsOpt,
     UserError,
     command,
     make_console,
+    parse_classes,
     samples_view,
 )
 
@@ -31,10 +34,17 @@ if TYPE_CHECKING:
 @command("sample")
 def sample_cmd(
     run_ref: RunArg,
-    n: Annotated[int, typer.Option("--n", min=1, max=10_000, help="How many samples.")] = 64,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", min=1, max=10_000, help="How many samples [default: 64; 40 for a conditional run].", show_default=False
+        ),
+    ] = None,
     sampler: SamplerOpt = None,
     steps: StepsOpt = None,
     eta: EtaOpt = None,
+    classes: ClassOpt = None,
+    guidance: GuidanceOpt = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed draws the same samples.")] = 0,
     checkpoint: Annotated[
         int | None, typer.Option("--checkpoint", help="Step of the checkpoint to use [default: the latest]", show_default=False)
@@ -51,7 +61,7 @@ def sample_cmd(
     db: DbOpt = None,
 ) -> None:
     """Draw samples from a run with its EMA weights."""
-    from core.sampling_spec import resolve_spec
+    from core.sampling_spec import per_row, resolve_spec, sample_labels
     from core.store import open_store
     from ddpm_tui.sample_files import write_samples
 
@@ -63,18 +73,24 @@ def sample_cmd(
     with open_store(db) as store:
         run = store.get_run(run_ref)
         ck = store.checkpoint_at(run.id, checkpoint)
-    spec = resolve_spec(run.config, sampler.value if sampler else None, steps, eta)
+    spec = resolve_spec(run.config, sampler.value if sampler else None, steps, eta, guidance)
+    wanted = parse_classes(classes)
+    conditional = run.config.get("cond") == "class"
+    n = n or (len(wanted or range(int(run.config.get("num_classes", 10)))) * 4 if conditional else 64)
+    labels = sample_labels(run.config, n, wanted)  # refused here, in one line, before torch loads
 
     from core.generate import draw
 
     console = make_console()
-    drawn = draw(ck.path, n, spec, seed=seed, device=device, trajectory_frames=24 if trajectory else 0)
+    drawn = draw(ck.path, n, spec, seed=seed, device=device, trajectory_frames=24 if trajectory else 0, classes=wanted)
+    rows = per_row(labels)
     if trajectory and console.is_terminal:
-        _animate(console, drawn, art)
+        _animate(console, drawn, art, rows)
     else:
-        console.print(samples_view(console, drawn.data, art))
+        console.print(samples_view(console, drawn.data, art, per_row=rows))
+    what = f", classes {_classes_text(wanted)} one a row" if conditional and rows else ""
     console.print(
-        f"{n} samples from run {run.id} ({run.name}) at step {drawn.step:,}, {spec.label}, seed {seed}, "
+        f"{n} samples from run {run.id} ({run.name}) at step {drawn.step:,}, {spec.label}{what}, seed {seed}, "
         f"on {drawn.device}, in {drawn.seconds:.1f}s",
         highlight=False,
     )
@@ -83,7 +99,11 @@ def sample_cmd(
         console.print(f"wrote {out}", highlight=False)
 
 
-def _animate(console: Console, drawn, art: Art | None) -> None:
+def _classes_text(classes: list[int] | None) -> str:
+    return "all" if not classes else ",".join(map(str, classes))
+
+
+def _animate(console: Console, drawn, art: Art | None, rows: int | None = None) -> None:
     """The denoising, frame by frame, drawn in place (x_t from noise to the final samples)."""
     from rich.console import Group as RichGroup
     from rich.live import Live
@@ -91,5 +111,5 @@ def _animate(console: Console, drawn, art: Art | None) -> None:
 
     with Live(console=console, refresh_per_second=12, transient=False) as live:
         for t, frame in zip(drawn.timesteps, drawn.frames):
-            live.update(RichGroup(samples_view(console, frame, art), Text(f"t = {t}", style="dim")))
+            live.update(RichGroup(samples_view(console, frame, art, per_row=rows), Text(f"t = {t}", style="dim")))
             time.sleep(0.08)

@@ -55,7 +55,7 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
         if latest is not None:
             what = f"samples at step {latest.step:,} ({latest.label}, EMA weights)"
             console.print(f"[bold]{what}[/]")
-            console.print(samples_view(console, latest.data, art))
+            console.print(samples_view(console, latest.data, art, per_row=latest.per_row))
         ckpts = store.checkpoints(run.id)
         if ckpts:
             console.print("[bold]checkpoints[/]  " + "  ".join(f"{c.step:,} ({c.bytes / 1e6:.1f} MB)" for c in ckpts))

@@ -43,14 +43,14 @@ def sweep_cmd(
     db: DbOpt = None,
 ) -> None:
     """Record a grid of settings x seeds as queued runs of one study."""
-    from core.store import NewRun, check_study, open_store
-    from core.sweep import MAX_UNCONFIRMED, describe, expand
+    from core.store import check_study, open_store
+    from core.sweep import MAX_UNCONFIRMED, describe, expand, new_runs
 
     check_study(name)
     runs = expand(name, preset, parse_sets(sets or []), seeds=seeds, random_n=random_n)
     if len(runs) > MAX_UNCONFIRMED and not yes:
         raise UserError(f"this sweep is {describe(runs)}; more than {MAX_UNCONFIRMED} runs needs --yes")
-    new = [NewRun(r.config.to_dict(), preset, r.name, list(tags or []), device, "", name, priority, True, retries) for r in runs]
+    new = new_runs(runs, name, preset, tags=tags or [], device=device, priority=priority, retries=retries)
     with open_store(db, write=True, create=True) as store:
         ids = store.create_runs(new)
         recorded = [store.get_run(i) for i in ids]

@@ -17,16 +17,18 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from core.store import Run
-from ddpm_tui.format import STATUS_STYLE, age, number
+from ddpm_tui.format import STATUS_STYLE, age, device_label, number
 from ddpm_tui.screens.base import DataScreen
-from ddpm_tui.widgets.runs_table import RunsTable
+from ddpm_tui.widgets.live_table import LiveTable
 
 COLUMNS: list[tuple[str, str]] = [
     ("mark", " "),
     ("id", "id"),
     ("name", "name"),
+    ("study", "study"),
     ("preset", "preset"),
     ("status", "status"),
+    ("device", "device"),
     ("progress", "progress"),
     ("loss", "loss"),
     ("ips", "img/s"),
@@ -38,8 +40,10 @@ SORTABLE = [key for key, _ in COLUMNS if key != "mark"]
 SORT_KEYS: dict[str, Callable[[Run], Any]] = {
     "id": lambda r: r.id,
     "name": lambda r: r.name.lower(),
+    "study": lambda r: r.study,
     "preset": lambda r: r.preset,
     "status": lambda r: r.status,
+    "device": device_label,
     "progress": lambda r: r.step / r.total_steps if r.total_steps else 0.0,
     "loss": lambda r: r.last_loss,
     "ips": lambda r: r.images_per_s,
@@ -65,8 +69,10 @@ def run_cells(run: Run, marked: bool, now: float) -> dict[str, Any]:
         "mark": Text("\u25cf", style="bold yellow") if marked else Text(" "),
         "id": Text(str(run.id), justify="right"),
         "name": Text(run.name),
+        "study": Text(run.study or ""),
         "preset": Text(run.preset),
         "status": Text(run.status, style=STATUS_STYLE.get(run.status, "")),
+        "device": Text(device_label(run)),
         "progress": progress_cell(run),
         "loss": Text(number(run.last_loss), justify="right"),
         "ips": Text(number(run.images_per_s and round(run.images_per_s)), justify="right"),
@@ -76,8 +82,10 @@ def run_cells(run: Run, marked: bool, now: float) -> dict[str, Any]:
 
 
 def matches(run: Run, words: list[str]) -> bool:
-    """Every word of the filter appears in the run's id, name, preset, status or tags."""
-    hay = " ".join([str(run.id), run.name, run.preset, run.status, *run.tags, run.dataset]).lower()
+    """Every word of the filter appears in the run's id, name, study, preset, status, device,
+    tags or dataset."""
+    hay = " ".join([str(run.id), run.name, run.study or "", run.preset, run.status, device_label(run), *run.tags, run.dataset])
+    hay = hay.lower()
     return all(w in hay for w in words)
 
 
@@ -86,8 +94,9 @@ class RunsScreen(DataScreen):
 
     HELP_TITLE = "runs"
     HELP = (
-        "Type / to filter (every word must match the id, name, preset, status, dataset or a tag). "
-        "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them."
+        "Type / to filter (every word must match the id, name, study, preset, status, device, dataset or a tag). "
+        "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them. "
+        "Q shows the queue: the scheduler's slots and the runs waiting for them."
     )
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),  # shown by the table, which has the focus
@@ -100,6 +109,7 @@ class RunsScreen(DataScreen):
         Binding("g", "sample", "Sample"),
         Binding("e", "explore", "Explore"),
         Binding("slash", "filter", "Filter"),
+        Binding("Q", "queue", "Queue"),
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse", "Reverse sort", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -111,14 +121,12 @@ class RunsScreen(DataScreen):
         self.marked: list[int] = []
         self.sort_key = "id"
         self.sort_reverse = True  # newest first
-        self._shown: list[int] = []
-        self._cells: dict[int, dict[str, Any]] = {}
         self._filter: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="/ filter runs: name, status, preset, tag ...", id="filter")
-        table = RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Input(placeholder="/ filter runs: name, study, status, device, tag ...", id="filter")
+        table = LiveTable(id="runs", cursor_type="row", zebra_stripes=True)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -132,8 +140,8 @@ class RunsScreen(DataScreen):
         self.table.focus()
 
     @property
-    def table(self) -> DataTable:
-        return self.query_one("#runs", DataTable)
+    def table(self) -> LiveTable:
+        return self.query_one("#runs", LiveTable)
 
     # ---- data ------------------------------------------------------------------------
 
@@ -154,25 +162,10 @@ class RunsScreen(DataScreen):
         return have + missing
 
     def _show(self) -> None:
-        table = self.table
         now = self.ddpm.clock()
         rows = self.visible_runs()
-        ids = [r.id for r in rows]
-        cells = {r.id: run_cells(r, r.id in self.marked, now) for r in rows}
-        if ids == self._shown:
-            for rid in ids:
-                old = self._cells.get(rid, {})
-                for col, val in cells[rid].items():
-                    if old.get(col) != val:
-                        table.update_cell(str(rid), col, val)
-        else:
-            current = self.current_id()
-            table.clear()
-            for rid in ids:
-                table.add_row(*cells[rid].values(), key=str(rid))
-            if current in ids:
-                table.move_cursor(row=ids.index(current), animate=False)
-        self._shown, self._cells = ids, cells
+        cells = [(r.id, run_cells(r, r.id in self.marked, now)) for r in rows]
+        self.table.show([(str(rid), [c[key] for key, _ in COLUMNS]) for rid, c in cells])
         self._summarise(rows)
 
     def _summarise(self, rows: list[Run]) -> None:
@@ -191,10 +184,8 @@ class RunsScreen(DataScreen):
         self.query_one("#runs-summary", Static).update("  \u00b7  ".join(parts))
 
     def current_id(self) -> int | None:
-        table = self.table
-        if not self._shown or table.cursor_row < 0 or table.cursor_row >= len(self._shown):
-            return None
-        return self._shown[table.cursor_row]
+        key = self.table.current_key
+        return int(key) if key is not None else None
 
     def current(self) -> Run | None:
         rid = self.current_id()
@@ -263,7 +254,7 @@ class RunsScreen(DataScreen):
             self.marked.append(rid)
         self._show()
         row = self.table.cursor_row
-        if row + 1 < len(self._shown):
+        if row + 1 < len(self.table.keys):
             self.table.move_cursor(row=row + 1)
 
     def action_compare(self) -> None:
@@ -305,3 +296,6 @@ class RunsScreen(DataScreen):
         run = self.current()
         if run is not None:
             self.ddpm.open_explore(run.id)
+
+    def action_queue(self) -> None:
+        self.ddpm.open_queue()

@@ -66,7 +66,7 @@ def test_every_bad_field_is_reported_at_once():
 
 
 def test_unknown_preset_and_unknown_key():
-    with pytest.raises(ConfigError, match="quick, classic"):
+    with pytest.raises(ConfigError, match="quick, quick-cond, classic"):
         preset("fast")
     with pytest.raises(ConfigError, match="did you mean"):
         replace(RunConfig(), {"step": 5})

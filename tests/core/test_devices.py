@@ -85,3 +85,27 @@ def test_environment_names_the_device_as_the_host_does():
     assert env["precision"] == "fp32" and env["cuda_visible_devices"] == "1" and env["cuda"] == "12.4"
     cpu = devices.environment("cpu", CPU, precision="fp32", data="device", environ={})
     assert cpu["device"] == "cpu" and "gpu" not in cpu and cpu["cpu"] and cpu["python"] and cpu["host"]
+
+
+def test_a_run_on_several_processes_is_planned_against_the_host():
+    from core.devices import plan_launch
+
+    four = Accelerators(cuda=4, names=("A100",) * 4, capabilities=((8, 0),) * 4, memory=(40 << 30,) * 4, torch_cuda="12.4")
+    assert plan_launch("auto", four, gpus="1,3") == devices.Launch(2, "cuda", {"CUDA_VISIBLE_DEVICES": "1,3"})
+    assert plan_launch("auto", four, gpus="2") == devices.Launch(1, "cuda:2", {})  # one GPU: no launcher needed
+    assert plan_launch("cuda", four, nproc=3).env == {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    assert plan_launch("cuda:2", four, nproc=2).env == {"CUDA_VISIBLE_DEVICES": "2,3"}
+    cpu = plan_launch("cpu", Accelerators(cpu_cores=8), nproc=4)
+    assert cpu.nproc == 4 and cpu.env == {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2", "DDPM_THREADS": "2"}
+    for kw, acc, words in (
+        ({"nproc": 3, "gpus": "0,1"}, four, "--nproc 3 with --gpus 0,1: one process per GPU, so --nproc 2"),
+        ({"gpus": "0,4"}, four, "this machine has 4 CUDA GPUs (GPUs 0 to 3)"),
+        ({"gpus": "0"}, CPU, "no CUDA GPU"),
+        ({"gpus": "0"}, CPU_TORCH_ON_GPU_HOST, "CPU-only build"),
+        ({"nproc": 3}, Accelerators(cpu_cores=2), "--nproc 3 is more than this machine's 2 CPU cores"),
+        ({"nproc": 0}, CPU, "at least 1 process"),
+        ({"nproc": 5}, four, "this machine has 4 CUDA GPUs"),
+    ):
+        with pytest.raises(DeviceError) as err:
+            plan_launch("auto", acc, **kw)
+        assert words in str(err.value) and "\n" not in str(err.value), str(err.value)

@@ -47,11 +47,23 @@ def test_slots_and_where_their_workers_may_look():
     cpu = plan_slots(slots=3, cores=8)
     assert [(s.name, s.threads) for s in cpu] == [("cpu/0", 2), ("cpu/1", 2), ("cpu/2", 2)]
     assert plan_slots(slots=4, cores=2)[0].threads == 1  # never less than one core
-    cmd, env = worker_launch("/d/e.db", 7, gpu[2])
-    assert env == {"CUDA_VISIBLE_DEVICES": "3"} and cmd[-2:] == ["--device", "cuda:0"]  # it sees one GPU, as cuda:0
+    cmd, env, n = worker_launch("/d/e.db", 7, [gpu[2]])
+    assert env == {"CUDA_VISIBLE_DEVICES": "3"} and cmd[-2:] == ["--device", "cuda:0"] and n == 1  # one GPU, as cuda:0
     assert cmd[1:4] == ["-m", "core.worker", "7"]
-    cmd, env = worker_launch("/d/e.db", 7, cpu[0])
+    cmd, env, n = worker_launch("/d/e.db", 7, [gpu[0], gpu[2]])  # a run on two processes: torchrun, one GPU each
+    assert env == {"CUDA_VISIBLE_DEVICES": "1,3"} and n == 2
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"] and cmd[-2:] == ["--device", "cuda"]
+    cmd, env, n = worker_launch("/d/e.db", 7, [cpu[0]])
     assert env == {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "2", "DDPM_THREADS": "2"} and cmd[-1] == "cpu"
+    sched = Scheduler.__new__(Scheduler)
+    sched.slots = plan_slots(gpus=[0, 1], per_gpu=2)
+    sched.slots[0].run = sched.slots[2].run = 5  # cuda:0/0 and cuda:1/0 busy
+    assert sched.choose("auto", 1) == ["cuda:0/1"]
+    assert sched.choose("auto", 2) == ["cuda:0/1", "cuda:1/1"]  # two processes: two GPUs, never one twice
+    assert sched.choose("auto", 3) is None  # two GPUs can never hold three processes: skipped, not waited for
+    assert sched.choose("cuda:1", 1) == ["cuda:1/1"] and sched.choose("cpu", 1) is None
+    sched.slots[1].run = 6
+    assert sched.choose("auto", 2) == []  # the head of the queue waits for a second free GPU
     g1, c = Slot("cuda:1/0", "cuda:1"), Slot("cpu/0", "cpu")
     assert accepts(g1, "auto") and accepts(g1, "cuda") and accepts(g1, "cuda:1") and not accepts(g1, "cuda:0")
     assert not accepts(g1, "cpu") and accepts(c, "cpu") and accepts(c, "auto") and not accepts(c, "cuda")
@@ -161,3 +173,19 @@ def test_a_killed_scheduler_leaves_its_workers_training_and_a_new_one_adopts_the
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_run_on_two_processes_takes_two_slots(tmp_path):
+    """A queued run with world_size 2 takes both CPU slots at once (torchrun, gloo); the single
+    run behind it waits for a free slot."""
+    db = tmp_path / "e.db"
+    with Store(db) as s:
+        cfg = preset("smoke", {**QUICK, "steps": 8}).to_dict()
+        two = s.create_run(cfg, preset="smoke", in_queue=True, world_size=2).id
+        (one,) = queue(s, steps=8)
+    run_scheduler(db, slots=2)
+    with Store(db) as s:
+        a, b = s.get_run(two), s.get_run(one)
+        assert a.status == b.status == "completed" and a.world_size == 2 and a.env["world_size"] == 2
+        assert a.slot == "cpu/0+cpu/1" and b.started >= a.ended
+        assert s.series(two, "loss")[0] == [3, 6, 8]

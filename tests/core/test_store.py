@@ -228,3 +228,42 @@ def test_open_store_writable_and_missing(tmp_path):
         assert not store.readonly
     with open_store(db) as store:
         assert not store.readonly
+
+
+def test_move_up_passes_exactly_one_run_whatever_the_priorities(tmp_path):
+    """The queue is ordered by priority, then id: a run moved up one place passes its
+    neighbour and nobody else, with equal priorities (a sweep), mixed ones, and a queue
+    that runs started or were cancelled from; the first run stays first."""
+    import random
+
+    rng = random.Random(7)
+    with Store(tmp_path / "e.db") as store:
+        ids = [store.create_run({"steps": 10}, preset="smoke", in_queue=True, priority=rng.choice([0, 0, 0, 1, 3])).id
+               for _ in range(12)]  # fmt: skip
+        store.request_stop(ids[4])  # cancelled: no longer waiting, its priority is left alone
+        store.create_run({"steps": 10}, preset="smoke")  # not in the queue at all
+        untouched = {r.id: r.priority for r in store.list_runs() if not r.in_queue or r.status != "queued"}
+        for _ in range(60):
+            before = [r.id for r in store.waiting()]
+            i = rng.randrange(len(before))
+            moved = store.move_up(before[i])
+            after = [r.id for r in store.waiting()]
+            expected = list(before)
+            if i:
+                expected[i - 1], expected[i] = expected[i], expected[i - 1]
+            assert after == expected, (i, before, after)
+            assert moved.id == before[i]
+        assert {r.id: r.priority for r in store.list_runs() if r.id in untouched} == untouched
+
+
+def test_move_up_on_a_sweep_changes_few_priorities_and_refuses_a_run_not_waiting(tmp_path):
+    with Store(tmp_path / "e.db") as store:
+        ids = [store.create_run({"steps": 10}, preset="smoke", in_queue=True).id for _ in range(4)]
+        store.move_up(ids[1])  # second to first: it alone rises
+        assert [(r.id, r.priority) for r in store.waiting()] == [(ids[1], 1), (ids[0], 0), (ids[2], 0), (ids[3], 0)]
+        store.move_up(ids[3])  # last past third: the two ahead of the third rise with it, in their order
+        assert [(r.id, r.priority) for r in store.waiting()] == [(ids[1], 2), (ids[0], 1), (ids[3], 1), (ids[2], 0)]
+        assert store.move_up(ids[1]).priority == 2  # the first stays first, unchanged
+        lone = store.create_run({"steps": 10}, preset="smoke")
+        with pytest.raises(StoreError, match="not waiting in the queue"):
+            store.move_up(lone.id)

@@ -27,6 +27,7 @@ def test_tuple_values_go_in_brackets():
         split_values("channel_mult", "[1,2],[1,2")
     with pytest.raises(ConfigError, match="empty value"):
         split_values("lr", "1e-3,,2e-3")
+    assert split_values("data_dir", " ") == [""]  # blank text is one blank value, for the field to judge
 
 
 def test_seeds_count_up_from_the_presets_seed():
@@ -53,5 +54,5 @@ def test_one_bad_value_anywhere_refuses_the_whole_sweep_one_line_each():
     assert len(err.value.errors) == len(set(err.value.errors))  # each problem once, not once per run
     with pytest.raises(ConfigError, match="listed twice"):
         expand("s", "smoke", {"lr": "1e-3,1e-3"})
-    with pytest.raises(ConfigError, match="quick, classic"):
+    with pytest.raises(ConfigError, match="quick, quick-cond, classic"):
         expand("s", "nope", {})

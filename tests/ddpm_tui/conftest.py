@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.devices import Accelerators
 from core.store import Store
 from ddpm_tui.cli import app
+
+SIZE = (140, 45)  # the dashboard's terminal in Pilot tests and snapshots
 
 # A smoke run small enough to finish in a couple of seconds on a 2-core CPU.
 FAST = [
@@ -100,3 +104,48 @@ def error_line(res) -> str:
     assert err.startswith("error: "), err
     assert len(err.splitlines()) == 1, err
     return err
+
+
+# ---- the dashboard under Pilot --------------------------------------------------------------
+
+
+def make_app(db: Path, **kw):
+    from ddpm_tui.app import DdpmApp
+
+    kw.setdefault("accelerators", Accelerators(cpu_cores=2))  # a CPU host, without asking torch in a child
+    return DdpmApp(Store(db), poll_s=0.1, **kw)
+
+
+def drive(app, script, size=SIZE):
+    """Run ``script(pilot)`` against the app in a headless terminal."""
+
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+async def until(pilot, cond, what: str, timeout: float = 90.0) -> None:
+    t0 = time.monotonic()
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+    if os.environ.get("TIMING"):
+        print(f"{what}: {time.monotonic() - t0:.1f}s")
+
+
+def rows(app) -> dict[int, dict[str, str]]:
+    """The runs table as plain text: id -> column -> cell."""
+    from ddpm_tui.screens.runs import RunsScreen
+
+    screen = next(s for s in app.screen_stack if isinstance(s, RunsScreen))
+    table = screen.table
+    out = {}
+    for key in table.rows:
+        cells = table.get_row(key)
+        out[int(key.value)] = {c.key.value: str(getattr(v, "plain", v)) for c, v in zip(table.ordered_columns, cells)}
+    return out

@@ -6,7 +6,6 @@ throughput, loss values, sample pixels) of their own copy so the pictures are st
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import os
 import shutil
@@ -21,10 +20,9 @@ import pytest
 
 from core.devices import Accelerators
 from core.store import Store
-from tests.ddpm_tui.conftest import FAST, LONG, Cli
+from tests.ddpm_tui.conftest import FAST, LONG, SIZE, Cli, drive, make_app, rows, until
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = (140, 45)
 FROZEN = 1_750_000_000.0  # "now" for snapshot ages
 FROZEN_ENV = {"device": "cpu", "cpu": "Test CPU 2-core", "precision": "fp32", "data": "device", "host": "host",
               "torch": "2.14.1", "python": "3.11.7", "ddpm_tui": "0.1.0"}  # fmt: skip
@@ -79,48 +77,6 @@ def workers():
             pass
 
 
-def make_app(db: Path, **kw):
-    from ddpm_tui.app import DdpmApp
-
-    kw.setdefault("accelerators", Accelerators(cpu_cores=2))  # a CPU host, without asking torch in a child
-    return DdpmApp(Store(db), poll_s=0.1, **kw)
-
-
-def drive(app, script, size=SIZE):
-    """Run ``script(pilot)`` against the app in a headless terminal."""
-
-    async def main():
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-async def until(pilot, cond, what: str, timeout: float = 90.0) -> None:
-    t0 = time.monotonic()
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
-    if os.environ.get("TIMING"):
-        print(f"{what}: {time.monotonic() - t0:.1f}s")
-
-
-def rows(app) -> dict[int, dict[str, str]]:
-    """The runs table as plain text: id -> column -> cell."""
-    from ddpm_tui.screens.runs import RunsScreen
-
-    screen = next(s for s in app.screen_stack if isinstance(s, RunsScreen))
-    table = screen.table
-    out = {}
-    for key in table.rows:
-        cells = table.get_row(key)
-        out[int(key.value)] = {c.key.value: str(getattr(v, "plain", v)) for c, v in zip(table.ordered_columns, cells)}
-    return out
-
-
 # ---- the runs table ------------------------------------------------------------------------
 
 
@@ -154,6 +110,36 @@ def test_table_fills_filters_sorts_and_follows_a_live_worker(db, workers):
         from ddpm_tui.app import training_elsewhere
 
         assert [r.id for r in training_elsewhere(app.store)] == [3]
+
+    drive(app, script)
+
+
+def test_the_table_shows_each_runs_study_and_device_and_filters_on_the_study(db):
+    """A sweep's runs carry their study (a lone run none) and a run its device: what it
+    trained on, or what it asked for while it waits. The filter finds a study's runs even
+    when one was renamed away from its STUDY/ prefix."""
+    cli = Cli(db)
+    res = cli("sweep", "--preset", "smoke", "--set", "lr=1e-3,2e-3", "--name", "grid", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with Store(db) as store:
+        store.rename(4, "renamed")
+    with sqlite3.connect(db) as con:  # as a 4-process run on CUDA records itself
+        con.execute("UPDATE runs SET device = 'cuda:0', world_size = 4 WHERE id = 1")
+    app = make_app(db)
+
+    async def script(pilot):
+        table = rows(app)
+        assert {i: (r["study"], r["device"]) for i, r in table.items()} == {
+            1: ("", "cuda x4"),
+            2: ("", "cpu"),
+            3: ("grid", "cpu"),
+            4: ("grid", "cpu"),
+        }
+        assert [c.label.plain for c in app.screen.table.ordered_columns][2:7] == ["name", "study", "preset", "status", "device"]
+        await pilot.press("slash", *"grid")
+        assert set(rows(app)) == {3, 4}
+        await pilot.press("escape", "s", "s")  # sort by name, then by study: lone runs last
+        assert app.screen.sort_key == "study" and list(rows(app))[2:] in ([1, 2], [2, 1])
 
     drive(app, script)
 
@@ -260,6 +246,7 @@ def test_keys_open_each_screen_and_every_action_is_in_the_palette(db):
             "Explore",
             "Filter",
             "Sort",
+            "Queue",
             "Help",
             "Quit",
         } <= titles
@@ -613,3 +600,21 @@ def test_snapshot_run(frozen_db, snap_compare):
 
 def test_snapshot_compare(frozen_db, snap_compare):
     assert snap_compare(snapshot_app(frozen_db), press=["space", "space", "c"], terminal_size=SIZE)
+
+
+def test_snapshot_queue(frozen_db, snap_compare):
+    """Three runs of a study waiting behind a lone run moved to the front, no scheduler."""
+    from core.store import NewRun
+    from core.sweep import expand, new_runs
+
+    with Store(frozen_db) as store:
+        store.create_runs(new_runs(expand("grid", "smoke", {"lr": "1e-3,2e-3,4e-3", "channel_mult": "[1,2]"}), "grid", "smoke"))
+        (lone,) = store.create_runs([NewRun(preset_config("smoke"), "smoke", "lone", in_queue=True, device="cpu")])
+        store.move_to_front(lone)
+    assert snap_compare(snapshot_app(frozen_db), press=["Q"], terminal_size=SIZE)
+
+
+def preset_config(name: str) -> dict:
+    from core.config import preset
+
+    return preset(name).to_dict()

@@ -227,7 +227,7 @@ def test_bad_preset_and_bad_set_values_leave_no_row(cli):
     before = cli("run", *FAST)
     assert before.exit_code == 0
     for args, words in (
-        (["--preset", "huge"], "quick, classic"),
+        (["--preset", "huge"], "quick, quick-cond, classic"),
         (["--preset", "smoke", "--set", "lr=-1"], "lr:"),
         (["--preset", "smoke", "--set", "steps=ten"], "whole number"),
         (["--preset", "smoke", "--set", "nope=1"], "unknown setting"),
@@ -320,3 +320,27 @@ def test_reading_commands_do_not_import_torch(cli):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_command_has_help(cli):
+    """`--help` of each command (and of queue's sub-commands) renders: a typer/click pairing
+    that cannot draw an option's metavar would crash here and nowhere else."""
+    from typer.main import get_command
+
+    from ddpm_tui.cli import app
+
+    group = get_command(app)
+    names = [[n] for n in group.commands] + [["queue", n] for n in group.commands["queue"].commands]
+    for args in names:
+        res = cli(*args, "--help")
+        assert res.exit_code == 0 and "Usage" in res.stdout and "Traceback" not in res.output, (args, res.output[-300:])
+
+
+def test_control_characters_in_bad_arguments_stay_on_one_line(cli):
+    for junk in ("\r", "a\u2028b", "\x1b[2J", "x\u2029"):
+        res = cli("show", junk)
+        assert res.exit_code == 1 and len(res.stderr.strip().split("\n")) == 1 and res.stderr.count("\u2028") == 0, repr(
+            res.stderr
+        )
+        res = cli("ls", "--status", junk)
+        assert res.exit_code == 1 and "\r" not in res.stderr and "\x1b" not in res.stderr, repr(res.stderr)

@@ -87,3 +87,36 @@ def test_eval_bad_input(cli):
     assert res.exit_code == 1 and "eval_every" in error_line(res)
     with cli.store() as s:
         assert s.evals(2) == []
+
+
+def test_a_conditional_run_draws_the_classes_asked_for_and_judges_each_guidance(cli, tmp_path):
+    import numpy as np
+
+    res = cli("run", *FAST, "--set", "cond=class", "--set", "sample_n=20")
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "sevens.npy"
+    res = cli("sample", "1", "--class", "7", "--class", "1-2", "--n", "6", "--steps", "3", "--out", str(out), "--art", "ascii")
+    assert res.exit_code == 0, res.output
+    assert "classes 7,1,2 one a" in " ".join(res.stdout.split()) and np.load(out).shape == (6, 28, 28)
+    docs = cli.json("eval", "1", "--n", "20", "--steps", "3", "--guidance", "0,1,3")
+    assert [d["guidance"] for d in docs] == [0.0, 1.0, 3.0] and all("class_accuracy" in d["figures"] for d in docs)
+    assert [d["protocol"] for d in docs] == [f"ddim-3 eta 0 w {w}, n=20" for w in (0, 1, 3)]
+    assert set(docs[0]["detail"]["class_accuracy"]) == {str(c) for c in range(10)}
+    table = cli("eval", "1", "--n", "20", "--steps", "3", "--guidance", "0,2").stdout
+    assert "accuracy" in table and "worst" in table and "ddim-3 eta" in table
+    with cli.store() as s:
+        latest = s.latest_samples(1)
+        assert latest.per_row == 2 and latest.labels == [c for c in range(10) for _ in range(2)]
+    for args, words in (
+        (["sample", "1", "--class", "12"], "this run's classes are 0 to 9"),
+        (["sample", "1", "--class", "seven"], "expected a class such as 7"),
+        (["eval", "1", "--guidance", "0,x"], "expected numbers separated by commas"),
+        (["eval", "1", "--guidance", "25"], "guidance: 25.0 is out of range"),
+    ):
+        res = cli(*args)
+        assert res.exit_code == 1 and words in error_line(res), (args, res.stderr)
+    assert cli("run", *FAST).exit_code == 0
+    res = cli("sample", "2", "--guidance", "2")
+    assert res.exit_code == 1 and "unconditional" in error_line(res)
+    res = cli("sample", "2", "--sampler", "dpmpp2m", "--steps", "3", "--n", "2", "--art", "ascii")
+    assert res.exit_code == 0 and "dpmpp2m-3" in res.stdout

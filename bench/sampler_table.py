@@ -1,0 +1,61 @@
+"""Quality against network calls for each sampler, on one trained checkpoint.
+
+    python bench/sampler_table.py --checkpoint FILE.pt [--n 1000] [--steps 5,10,15,20,50]
+                                  [--samplers ddim,dpmpp2m] [--eta RUN|X] [--guidance W] [--seed 0]
+
+FILE.pt is a checkpoint (``bench/quality.py --checkpoint FILE.pt`` writes one; so does every
+run, in its runs folder). For each sampler and step count it draws ``--n`` samples with the EMA
+weights (the same seed, so the same starting noise) and prints FID, KID, confident share, class
+entropy (and class accuracy for a conditional run) from the shipped judge, with the seconds the
+draw took. DDIM uses the run's own eta unless ``--eta`` gives one; DPM-Solver++ is
+deterministic. This is the table the presets' default sampler and steps are chosen from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.evaluate import evaluate  # noqa: E402
+from core.generate import generate, load_for_sampling, to_numpy  # noqa: E402
+from core.sampling_spec import resolve_spec, sample_labels  # noqa: E402
+from core.train import resolve_device  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--steps", default="5,10,15,20,50")
+    ap.add_argument("--samplers", default="ddim,dpmpp2m")
+    ap.add_argument("--eta", default="run", help="DDIM's eta: 'run' for the run's own, or a number")
+    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    net, diffusion, cfg, step = load_for_sampling(args.checkpoint, dev)
+    labels = sample_labels(cfg, args.n, None)
+    print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {args.seed}, device {dev}")
+    head = f"{'sampler':<26} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
+    print(head + (f" {'class acc':>10}" if labels else ""))
+    for sampler in args.samplers.split(","):
+        for steps in (int(s) for s in args.steps.split(",")):
+            eta = None if args.eta == "run" or sampler != "ddim" else float(args.eta)
+            spec = resolve_spec(cfg, sampler, steps, eta, args.guidance)
+            t0 = time.perf_counter()
+            res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=args.seed, labels=labels)
+            seconds = time.perf_counter() - t0
+            f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=args.seed, labels=labels).figures
+            line = (f"{spec.label:<26} {seconds:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
+                    f"{f['class_entropy']:8.4f}")  # fmt: skip
+            print(line + (f" {f['class_accuracy']:10.1%}" if labels else ""), flush=True)
+
+
+if __name__ == "__main__":
+    main()
