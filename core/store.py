@@ -939,6 +939,19 @@ class Store:
             latest.update({k: (ev["step"], v) for k, v in ev["figures"].items()})
         return latest
 
+    def latest_values(self, ref: int | str, names: tuple[str, ...] | list[str]) -> dict[str, float]:
+        """The last value of each of a few named metrics a run has. One primary-key lookup per
+        name, whatever the run's length: the run screen asks at every poll."""
+        run_id = self._id(ref)
+        out = {}
+        for name in names:
+            row = self.conn.execute(
+                "SELECT value FROM metrics WHERE run = ? AND name = ? ORDER BY step DESC LIMIT 1", (run_id, name)
+            ).fetchone()
+            if row is not None:
+                out[name] = row[0]
+        return out
+
     def _latest_training_metrics(self, ref: int | str) -> dict[str, tuple[int, float]]:
         rows = self.conn.execute(
             "SELECT m.name, m.step, m.value FROM metrics m JOIN"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import devices
+from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import ConfigError, RunConfig, check_split
 from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
@@ -192,7 +192,9 @@ def optimizer_state_for(opt: torch.optim.Optimizer, saved: dict) -> dict:
 class Trainer:
     """One run's training state and loop. ``clock`` times the steps (tests pass a fake one);
     ``data_placement`` is ``auto`` (the device when the dataset fits, see
-    :func:`core.data.fits_on_device`), ``device`` or ``host``."""
+    :func:`core.data.fits_on_device`), ``device`` or ``host``; ``system`` reads the
+    process's memory and load into every log window (default: what
+    :func:`core.sysinfo.reader_for` picks for the device; ``sysinfo.Readers()`` reads none)."""
 
     def __init__(
         self,
@@ -207,6 +209,7 @@ class Trainer:
         clock: Callable[[], float] = time.perf_counter,
         data_placement: str = "auto",
         group: ProcessGroup = SINGLE,
+        system: sysinfo.SystemReader | None = None,
     ):
         self.cfg = cfg.validate()
         self.group = group
@@ -217,6 +220,8 @@ class Trainer:
         self.should_stop = should_stop
         self.time_budget_s = time_budget_s
         self.clock = clock
+        # One that raises is dropped, never fails the run (sysinfo.Readers).
+        self.system = sysinfo.Readers([system]) if system is not None else sysinfo.reader_for(self.device)
 
         data = dataset if dataset is not None else load_dataset(cfg)
         check_fits(cfg, len(data))
@@ -497,6 +502,9 @@ class Trainer:
             "elapsed_s": self.elapsed,
         }
         if self.group.is_main:
+            # Host-side counters, after the window's sync and outside its time: the main
+            # process's own figures (each peer of a multi-process run costs about the same).
+            values.update(self.system.read())
             self.on_event(Metrics(self.step, values))
         return stop
 

@@ -64,6 +64,7 @@ def show_cmd(run_ref: RunArg, json_out: JsonOpt = False, art: ArtOpt = None, db:
 
 
 def _show_header(console: Console, store: Store, run: Run) -> None:
+    from core import sysinfo
     from ddpm_tui.format import STATUS_STYLE, duration, progress, run_facts
 
     st = STATUS_STYLE.get(run.status, "")
@@ -73,7 +74,7 @@ def _show_header(console: Console, store: Store, run: Run) -> None:
             "progress",
             progress(run.step, run.total_steps) + (f", ETA {duration(run.seconds_left)}" if run.seconds_left is not None else ""),
         ),
-        *run_facts(run),
+        *run_facts(run, system=store.latest_values(run.id, sysinfo.NAMES)),
     ]
     if run.error:
         rows.append(("error", f"[red]{run.error}[/]"))

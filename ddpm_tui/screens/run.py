@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, ProgressBar, Static
 
+from core import sysinfo
 from core.store import Run, RunNotFound
 from ddpm_tui.format import STATUS_STYLE, duration, number, progress, run_facts
 from ddpm_tui.screens.base import DataScreen
@@ -124,9 +125,10 @@ class RunScreen(DataScreen):
     def _summary(self, run: Run) -> None:
         st = STATUS_STYLE.get(run.status, "")
         now = self.ddpm.clock()
+        system = self.guard(self.store.latest_values, run.id, sysinfo.NAMES)
         rows = [
             ("status", Text(run.status, style=st) + Text(f"  {run.preset} preset, {run.dataset}")),
-            *run_facts(run, now),
+            *run_facts(run, now, system),
         ]
         ev = self.guard(self.store.latest_eval, run.id)
         if ev:

@@ -558,8 +558,8 @@ def test_help_needs_no_terminal():
 @pytest.fixture
 def frozen_db(db, monkeypatch) -> Path:
     """The copy with everything that varies between machines and minutes made fixed: times,
-    throughput, devices, file sizes, loss values and the sample pixels (real MNIST test
-    digits in place of the freshly sampled ones)."""
+    throughput, memory and load, devices, file sizes, loss values and the sample pixels (real
+    MNIST test digits in place of the freshly sampled ones)."""
     import numpy as np
 
     from core.sources import load_mnist
@@ -572,6 +572,9 @@ def frozen_db(db, monkeypatch) -> Path:
             (FROZEN, FROZEN, FROZEN, json.dumps(FROZEN_ENV)),
         )
         con.execute("UPDATE metrics SET value = round(1.0 / (1 + step * run * 0.1), 4), time = ? + step", (FROZEN,))
+        # the worker's memory and load, as a 2-core box would show them (the run screen's throughput line)
+        con.execute("UPDATE metrics SET value = 1230.0 + run WHERE name = 'rss_mb'")
+        con.execute("UPDATE metrics SET value = 98.0 WHERE name = 'cpu_util'")
         con.execute(
             "UPDATE samples SET data = ?, shape = ?, dtype = 'uint8', time = ?",
             (digits.tobytes(), json.dumps(list(digits.shape)), FROZEN),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -74,6 +75,20 @@ def test_show_export_tag_note_rm(cli, tmp_path):
     assert cli("rm", "1").exit_code == 1  # no tty, no --yes: refuses
     assert cli("rm", "1", "--yes").exit_code == 0
     assert cli.json("ls") == [] and not run_dir.exists()
+
+
+def test_show_prints_the_runs_memory_and_load_beside_its_speed(cli, monkeypatch):
+    assert cli("run", *FAST).exit_code == 0
+    doc = cli.run(1)
+    assert doc["metrics"]["rss_mb"]["step"] == 12 and doc["metrics"]["rss_mb"]["value"] > 0  # the worker's own rows
+    assert "cpu_util" in doc["metrics"] and "gpu_mem_peak_mb" not in doc["metrics"]  # a CPU run
+    with cli.store() as s:  # the figures a GPU run's last window would have left
+        rows = [(12, "rss_mb", 1230.0), (12, "cpu_util", 98.4), (12, "gpu_mem_peak_mb", 3480.0), (12, "gpu_util", 87.0)]
+        s.record(1, [(step, name, v, 0.0) for step, name, v in rows], heartbeat=False)
+    monkeypatch.setenv("COLUMNS", "200")  # one line, as on a wide terminal
+    line = next(x for x in cli("show", "1").stdout.splitlines() if x.strip().startswith("throughput"))
+    assert re.fullmatch(r"  throughput +[\d,]+ images/s · RSS 1\.2 GB · CPU 98% · GPU mem 3\.4 GB peak · GPU 87%", line), line
+    assert cli.run(1)["metrics"]["gpu_util"] == {"step": 12, "value": 87.0}
 
 
 def test_sample_writes_png_and_npy_reproducibly(cli, tmp_path):
