@@ -1,7 +1,8 @@
 """Draw samples from a checkpoint in a process of its own and leave them in an ``.npz`` file.
 
     python -m core.sample_job --checkpoint PATH --n N --sampler S --steps K --eta E
-        --seed X --device D --frames F --threads T --out FILE [--parent PID]
+        [--guidance W] [--class C ...] --seed X --device D --frames F --threads T --out FILE
+        [--parent PID]
 
 The dashboard never imports torch: torch costs its process about 1 GB of memory and seconds
 to import, and a sampling thread holding the GIL makes the interface stutter. Its sample and
@@ -11,8 +12,14 @@ kill it when the user leaves. The drawing itself is :func:`core.generate.draw`, 
 
 The file holds ``data`` (the samples as the store keeps them), ``frames`` (the trajectory's
 frames stacked, oldest first; empty for ``--frames 0``), ``timesteps``, ``step`` (the
-checkpoint's), ``label`` (the spec's), ``device`` and ``seconds`` (the sampling, without
-loading). It is written atomically, so a reader never sees half of it.
+checkpoint's), ``label`` (the spec's), ``labels`` (each sample's class for a conditional run,
+in order, so a grid can show one class a row; empty for an unconditional one), ``device`` and
+``seconds`` (the sampling, without loading). It is written atomically, so a reader never sees
+half of it.
+
+``--guidance`` and ``--class`` (repeatable) are for a class-conditional run; left out, it draws
+every class in turn at the run's own guidance, so a caller that never passes them (an older
+dashboard) still gets a valid grid. An unconditional run refuses both in one line.
 
 A problem the user can fix (a missing or damaged checkpoint, a spec the run cannot honour, a
 device this host lacks) is one line ``error: ...`` on stderr and exit status 1; on success
@@ -33,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic import atomic_write_bytes
+from core.choices import SAMPLERS
 from core.errors import DDPMError
 
 
@@ -55,13 +63,15 @@ def run(args: argparse.Namespace) -> None:
     from core.sampling_spec import SamplingSpec
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads)))  # OMP_NUM_THREADS still caps it
-    spec = SamplingSpec(args.sampler, args.steps, args.eta)  # draw checks it against the checkpoint's run
-    drawn = draw(args.checkpoint, args.n, spec, seed=args.seed, device=args.device, trajectory_frames=args.frames)
+    spec = SamplingSpec(args.sampler, args.steps, args.eta, args.guidance)  # draw checks it against the checkpoint's run
+    drawn = draw(
+        args.checkpoint, args.n, spec, seed=args.seed, device=args.device, trajectory_frames=args.frames, classes=args.classes
+    )
     buf = io.BytesIO()
     np.savez(
         buf, data=drawn.data, frames=np.stack(drawn.frames) if drawn.frames else np.zeros((0,), np.uint8),
         timesteps=np.asarray(drawn.timesteps, dtype=np.int64), step=drawn.step, label=drawn.spec.label,
-        device=drawn.device, seconds=drawn.seconds,
+        labels=np.asarray(drawn.labels or [], dtype=np.int64), device=drawn.device, seconds=drawn.seconds,
     )  # fmt: skip
     atomic_write_bytes(args.out, buf.getvalue())
 
@@ -72,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--checkpoint", required=True, type=Path, help="the checkpoint file")
     ap.add_argument("--n", required=True, type=int, help="how many samples")
-    ap.add_argument("--sampler", required=True, help="ddpm or ddim")
+    ap.add_argument("--sampler", required=True, help=" or ".join(SAMPLERS))
     ap.add_argument("--steps", required=True, type=int, help="network calls (T for ddpm)")
-    ap.add_argument("--eta", required=True, type=float, help="ddim's noise scale (1 for ddpm)")
+    ap.add_argument("--eta", required=True, type=float, help="ddim's noise scale (1 for ddpm, 0 for dpmpp2m)")
+    ap.add_argument("--guidance", type=float, default=None, help="a conditional run's guidance [default: the run's]")
+    ap.add_argument(
+        "--class", dest="classes", type=int, action="append", default=None, help="a class to draw, repeatable [default: all]"
+    )
     ap.add_argument("--seed", type=int, default=0, help="the same seed draws the same samples")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ap.add_argument("--frames", type=int, default=0, help="frames of the denoising trajectory to keep")

@@ -106,20 +106,41 @@ def balanced_labels(n: int, classes: list[int]) -> list[int]:
     return [c for i, c in enumerate(classes) for _ in range(per + (1 if i < extra else 0))]
 
 
-def sample_labels(cfg: Any, n: int, classes: list[int] | None) -> list[int] | None:
+def parse_classes(values: list[str] | None, what: str = "--class") -> list[int] | None:
+    """``7``, ``0-3`` and ``5,6`` (``ddpm sample --class``, repeatable, and the sample screen's
+    classes field) as class numbers in the order given; None (every class) when nothing is
+    given. ``what`` names the field in the error, so the same reading serves both faces."""
+    if not values:
+        return None
+    out: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            if not lo.isdigit() or (dash and (not hi.isdigit() or int(hi) < int(lo))):
+                raise SamplingError(f"{what} {value!r}: expected a class such as 7, a range such as 0-9, or a list such as 1,7")
+            out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
+    return out
+
+
+def sample_labels(cfg: Any, n: int, classes: list[int] | None, what: str = "--class") -> list[int] | None:
     """The class of each of ``n`` samples of a conditional run: ``classes`` (default all) in
     turn, balanced and in order, so a grid has one class per row; None for an unconditional
-    run, which refuses classes in one line."""
+    run, which refuses classes in one line (naming the field ``what``)."""
     if _get(cfg, "cond", "none") != "class":
         if classes:
-            raise SamplingError("--class: this run is unconditional (cond=none); it draws no class on demand")
+            raise SamplingError(f"{what}: this run is unconditional (cond=none); it draws no class on demand")
         return None
     k = int(_get(cfg, "num_classes", 10))
     classes = list(range(k)) if not classes else classes
     bad = [c for c in classes if not 0 <= c < k]
     if bad:
-        raise SamplingError(f"--class {bad[0]}: this run's classes are 0 to {k - 1}")
+        raise SamplingError(f"{what} {bad[0]}: this run's classes are 0 to {k - 1}")
     return balanced_labels(n, classes)
+
+
+def classes_text(classes: list[int] | None) -> str:
+    """How a title names the classes asked for: ``3,5``, or ``all``."""
+    return "all" if not classes else ",".join(map(str, classes))
 
 
 def per_row(labels: list[int] | None) -> int | None:

@@ -43,6 +43,7 @@ class Sampled:
     label: str  # the spec's, e.g. ``ddim-50 eta 0``
     device: str
     seconds: float  # the sampling itself, without starting the process and loading
+    labels: list[int] | None = None  # each sample's class, in order (a conditional run)
 
 
 def share_of_cores(db_path: Path | str) -> int:
@@ -61,17 +62,22 @@ def share_of_cores(db_path: Path | str) -> int:
 
 class SampleJob:
     """One draw in a child process. :meth:`run` blocks (call it from a thread worker);
-    ``proc`` is the child once started."""
+    ``proc`` is the child once started. A conditional run's ``classes`` (default every class)
+    and the spec's guidance (None: the run's own) go to the child as they are."""
 
     def __init__(
         self, checkpoint: Path | str, n: int, spec: SamplingSpec, *,
-        seed: int = 0, frames: int = 0, threads: int = 1, device: str = "auto",
+        seed: int = 0, frames: int = 0, threads: int = 1, device: str = "auto", classes: list[int] | None = None,
     ) -> None:  # fmt: skip
         self.args = [
             "--checkpoint", str(checkpoint), "--n", str(n), "--sampler", spec.sampler, "--steps", str(spec.steps),
             "--eta", repr(float(spec.eta)), "--seed", str(seed), "--device", device, "--frames", str(frames),
             "--threads", str(threads), "--parent", str(os.getpid()),
         ]  # fmt: skip
+        if spec.guidance is not None:
+            self.args += ["--guidance", repr(float(spec.guidance))]
+        for c in classes or []:
+            self.args += ["--class", str(int(c))]
         self.proc: subprocess.Popen | None = None
 
     def run(self, cancelled: Callable[[], bool]) -> Sampled | None:
@@ -135,9 +141,11 @@ def failure_line(returncode: int, stderr: str) -> str:
 
 
 def read_samples(path: Path) -> Sampled:
-    """The ``.npz`` a :mod:`core.sample_job` wrote."""
+    """The ``.npz`` a :mod:`core.sample_job` wrote (one without ``labels``, from an older
+    job, reads as an unconditional draw)."""
     with np.load(path, allow_pickle=False) as z:
+        labels = [int(c) for c in z["labels"]] if "labels" in z.files else []
         return Sampled(
             data=z["data"], frames=list(z["frames"]), timesteps=[int(t) for t in z["timesteps"]], step=int(z["step"]),
-            label=str(z["label"]), device=str(z["device"]), seconds=float(z["seconds"]),
+            label=str(z["label"]), device=str(z["device"]), seconds=float(z["seconds"]), labels=labels or None,
         )  # fmt: skip

@@ -84,21 +84,6 @@ EtaOpt = Annotated[
 ]
 
 
-def parse_classes(values: list[str] | None) -> list[int] | None:
-    """``--class 7 --class 0-3 --class 5,6`` as class numbers in the order given."""
-    if not values:
-        return None
-    out: list[int] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            lo, dash, hi = part.partition("-")
-            if not lo.isdigit() or (dash and not hi.isdigit()):
-                raise UserError(f"--class {value!r}: expected a class such as 7, a range such as 0-9, or a list such as 1,7")
-            out += list(range(int(lo), int(hi) + 1)) if dash else [int(lo)]
-    return out
-
-
 ClassOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -23,7 +23,6 @@ from ddpm_tui.cli.common import (
     UserError,
     command,
     make_console,
-    parse_classes,
     samples_view,
 )
 
@@ -61,7 +60,7 @@ def sample_cmd(
     db: DbOpt = None,
 ) -> None:
     """Draw samples from a run with its EMA weights."""
-    from core.sampling_spec import per_row, resolve_spec, sample_labels
+    from core.sampling_spec import classes_text, parse_classes, per_row, resolve_spec, sample_labels
     from core.store import open_store
     from ddpm_tui.sample_files import write_samples
 
@@ -88,7 +87,7 @@ def sample_cmd(
         _animate(console, drawn, art, rows)
     else:
         console.print(samples_view(console, drawn.data, art, per_row=rows))
-    what = f", classes {_classes_text(wanted)} one a row" if conditional and rows else ""
+    what = f", classes {classes_text(wanted)} one a row" if conditional and rows else ""
     console.print(
         f"{n} samples from run {run.id} ({run.name}) at step {drawn.step:,}, {spec.label}{what}, seed {seed}, "
         f"on {drawn.device}, in {drawn.seconds:.1f}s",
@@ -97,10 +96,6 @@ def sample_cmd(
     if out is not None:
         write_samples(out, drawn.data)
         console.print(f"wrote {out}", highlight=False)
-
-
-def _classes_text(classes: list[int] | None) -> str:
-    return "all" if not classes else ",".join(map(str, classes))
 
 
 def _animate(console: Console, drawn, art: Art | None, rows: int | None = None) -> None:

@@ -241,6 +241,8 @@ class ExploreScreen(DataScreen):
         from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 
         worker = get_current_worker()
+        # Only 2-D runs get here, and the config refuses cond=class for them: no classes or
+        # guidance to pass (the run's own spec is what the scatter shows).
         job = SampleJob(
             path, POINTS, resolve_spec(self.run.config), seed=self.seed, frames=REVERSE_FRAMES,
             threads=share_of_cores(self.store.path),

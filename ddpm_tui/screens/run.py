@@ -183,7 +183,7 @@ class RunScreen(DataScreen):
             art.set_data(None)
             title.update("samples")
             return
-        art.set_data(latest.data)
+        art.set_data(latest.data, per_row=latest.per_row)
         title.update(f"samples at step {latest.step:,} ({latest.label}, EMA weights)")
 
     def _checkpoints(self, run: Run) -> None:

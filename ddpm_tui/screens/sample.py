@@ -5,6 +5,10 @@ runs :mod:`core.sample_job`), waited for by a worker thread, so the dashboard ke
 and never imports torch; leaving the screen kills the child. The frames then play back at a
 steady rate. The sampling itself is the CLI's, :func:`core.generate.draw` with a trajectory,
 and ``Save`` writes the grid as ``ddpm sample --out`` does.
+
+The form offers what ``ddpm sample`` offers, read the same way: every sampler in
+:data:`core.choices.SAMPLERS`, and for a class-conditional run the classes to draw (read by
+:func:`core.sampling_spec.parse_classes`, as ``--class``) and the guidance, one class a row.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from core.choices import ETA_MAX
-from core.sampling_spec import SamplingError, resolve_spec
+from core.choices import ETA_MAX, GUIDANCE_MAX, SAMPLERS
+from core.sampling_spec import SamplingError, classes_text, parse_classes, per_row, resolve_spec, sample_labels
 from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
@@ -30,12 +34,16 @@ MAX_FRAMES = 40
 
 
 class SampleScreen(DataScreen):
-    """Run, checkpoint, sampler, steps, eta, seed, count; enter samples, ctrl+s saves."""
+    """Run, checkpoint, sampler, steps, eta, seed, count (and a conditional run's classes and
+    guidance); ctrl+r samples, ctrl+s saves."""
 
     HELP_TITLE = "sample"
     HELP = (
         "Sampling runs in a background process with the run's EMA weights. ddpm always takes T steps; ddim takes any "
-        "number up to T, and eta adds noise (0 is deterministic). The same seed draws the same samples."
+        "number up to T, and eta adds noise (0 is deterministic); dpmpp2m (DPM-Solver++ 2M) is deterministic and "
+        "good in few steps. The same seed draws the same samples. A class-conditional run draws the classes you "
+        "pick (7, 3,5 or 0-9; blank for all) one a row, steered by guidance: 0 unconditional, 1 conditional, "
+        "more steers harder."
     )
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -50,6 +58,8 @@ class SampleScreen(DataScreen):
         self.frames: list = []
         self.timesteps: list[int] = []
         self.final = None
+        self.labels: list[int] | None = None  # the class of each sample shown (a conditional run)
+        self.rows: int | None = None  # images a row: one class a row when the classes are balanced
         self.frame = 0
         self._timer = None
         self._meta = ""
@@ -62,6 +72,12 @@ class SampleScreen(DataScreen):
                 for label, widget in self._fields():
                     yield Label(label, classes="field-label")
                     yield widget
+                with Vertical(id="s-cond"):
+                    yield Label("classes (7, 3,5 or 0-9; blank: all)", classes="field-label")
+                    yield Input("", placeholder="all, one a row", compact=True, id="s-class")
+                    yield Label(f"guidance (0..{GUIDANCE_MAX:g}; 1 conditional)", classes="field-label")
+                    yield Input("", compact=True, id="s-guidance")
+                yield Static("", id="s-cond-note", classes="field-label")
                 yield Static("", id="sample-error", classes="error")
                 yield Button("Sample (ctrl+r)", variant="primary", id="sample-go")
                 yield Label("save as", classes="field-label")
@@ -84,9 +100,9 @@ class SampleScreen(DataScreen):
         yield "checkpoint", Select([], compact=True, id="s-ckpt", prompt="none")
         yield (
             "sampler",
-            Select([("ddim", "ddim"), ("ddpm", "ddpm")], value="ddim", allow_blank=False, compact=True, id="s-sampler"),
+            Select([(name, name) for name in SAMPLERS], value="ddim", allow_blank=False, compact=True, id="s-sampler"),
         )
-        yield "steps (ddim)", Input("", compact=True, id="s-steps")
+        yield "steps (ddpm: always T)", Input("", compact=True, id="s-steps")
         yield f"eta (ddim noise, 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
         yield "seed", Input("0", compact=True, id="s-seed")
         yield "count", Input("16", compact=True, id="s-n")
@@ -114,7 +130,17 @@ class SampleScreen(DataScreen):
         self.query_one("#s-sampler", Select).value = run.config.get("sampler", "ddim")
         self.query_one("#s-steps", Input).value = str(run.config.get("sample_steps", 50))
         self.query_one("#s-eta", Input).value = str(run.config.get("eta", 0.0))
-        self.query_one("#s-n", Input).value = "16" if run.config.get("dataset") != "scurve" else "512"
+        conditional = run.config.get("cond") == "class"
+        k = int(run.config.get("num_classes", 10))
+        self.query_one("#s-n", Input).value = (
+            str(2 * k) if conditional else "16" if run.config.get("dataset") != "scurve" else "512"
+        )
+        self.query_one("#s-cond").display = conditional
+        note = self.query_one("#s-cond-note", Static)
+        note.display = not conditional
+        note.update("classes and guidance: this run is unconditional (cond=none)")
+        self.query_one("#s-class", Input).value = ""
+        self.query_one("#s-guidance", Input).value = f"{float(run.config.get('guidance', 1.0)):g}" if conditional else ""
         self.sub_title = f"run {run.id} {run.name}"
         self._default_out()
 
@@ -129,7 +155,9 @@ class SampleScreen(DataScreen):
             self._load_run()
         elif event.select.id == "s-ckpt":
             self._default_out()
-        self.query_one("#s-steps", Input).disabled = self.query_one("#s-sampler", Select).value == "ddpm"
+        sampler = self.query_one("#s-sampler", Select).value
+        self.query_one("#s-steps", Input).disabled = sampler == "ddpm"
+        self.query_one("#s-eta", Input).disabled = sampler != "ddim"
         self.check()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -162,20 +190,29 @@ class SampleScreen(DataScreen):
                 problems.append(f"{what}: must be between {lo} and {hi}")
             return v
 
-        steps = num("#s-steps", int, 1, T, "steps") if sampler == "ddim" else T
-        eta = num("#s-eta", float, 0.0, ETA_MAX, "eta")
+        steps = num("#s-steps", int, 1, T, "steps") if sampler != "ddpm" else None
+        eta = num("#s-eta", float, 0.0, ETA_MAX, "eta") if sampler == "ddim" else None
         seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
         n = num("#s-n", int, 1, 1024, "count")
+        guidance = classes = None
+        if run.config.get("cond") == "class":
+            guidance = num("#s-guidance", float, 0.0, GUIDANCE_MAX, "guidance")
+            text = self.query_one("#s-class", Input).value
+            try:
+                classes = parse_classes([text] if text.strip() else None, what="classes")
+                sample_labels(run.config, n or 1, classes, what="classes")  # a class the run lacks, refused here
+            except SamplingError as e:
+                problems.append(str(e))
         spec = None
         if not problems:
             try:
-                spec = resolve_spec(run.config, sampler, steps if sampler == "ddim" else None, eta if sampler == "ddim" else None)
+                spec = resolve_spec(run.config, sampler, steps, eta, guidance)
             except SamplingError as e:
                 problems.append(str(e))
         err.update("\n".join(problems))
         if problems:
             return None
-        return {"run": run, "step": ck, "spec": spec, "seed": seed, "n": n}
+        return {"run": run, "step": ck, "spec": spec, "seed": seed, "n": n, "classes": classes}
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "sample-go":
@@ -204,8 +241,9 @@ class SampleScreen(DataScreen):
     def sample(self, path: str, args: dict) -> None:
         worker = get_current_worker()
         self.job = job = SampleJob(
-            path, args["n"], args["spec"], seed=args["seed"], frames=MAX_FRAMES, threads=share_of_cores(self.store.path)
-        )
+            path, args["n"], args["spec"], seed=args["seed"], frames=MAX_FRAMES,
+            threads=share_of_cores(self.store.path), classes=args["classes"],
+        )  # fmt: skip
         try:
             drawn = job.run(lambda: worker.is_cancelled)
         except SampleFailed as e:
@@ -214,15 +252,18 @@ class SampleScreen(DataScreen):
             return
         if drawn is None or worker.is_cancelled:
             return
-        meta = (f"{args['n']} samples from run {args['run'].id} at step {drawn.step:,}, {drawn.label}, seed {args['seed']}, "
-                f"on {drawn.device}, in {drawn.seconds:.1f}s")  # fmt: skip
-        self.app.call_from_thread(self._play, drawn.frames, drawn.timesteps, drawn.data, meta)
+        rows = per_row(drawn.labels)
+        what = f", classes {classes_text(args['classes'])} one a row" if rows else ""
+        meta = (f"{args['n']} samples from run {args['run'].id} at step {drawn.step:,}, {drawn.label}{what}, "
+                f"seed {args['seed']}, on {drawn.device}, in {drawn.seconds:.1f}s")  # fmt: skip
+        self.app.call_from_thread(self._play, drawn.frames, drawn.timesteps, drawn.data, meta, drawn.labels)
 
     def _failed(self, message: str) -> None:
         self.query_one("#sample-status", Static).update(f"[red]sampling failed: {message}[/]")
 
-    def _play(self, frames: list, timesteps: list[int], final, meta: str) -> None:
+    def _play(self, frames: list, timesteps: list[int], final, meta: str, labels: list[int] | None = None) -> None:
         self.frames, self.timesteps, self.final, self._meta = frames, timesteps, final, meta
+        self.labels, self.rows = labels, per_row(labels)
         self.query_one("#sample-save", Button).disabled = False
         self.action_replay()
 
@@ -239,10 +280,10 @@ class SampleScreen(DataScreen):
         status = self.query_one("#sample-status", Static)
         if self.frame >= len(self.frames):
             self._stop_playback()
-            art.set_data(self.final)
+            art.set_data(self.final, per_row=self.rows)
             status.update(self._meta + "  (ctrl+l replays)")
             return
-        art.set_data(self.frames[self.frame])
+        art.set_data(self.frames[self.frame], per_row=self.rows)
         status.update(f"denoising: t = {self.timesteps[self.frame]}  (frame {self.frame + 1}/{len(self.frames)})")
         self.frame += 1
 

@@ -38,15 +38,18 @@ class ArtView(Widget):
         self._data = data
         self.placeholder = placeholder
         self.max_rows = max_rows
+        self.per_row: int | None = None  # images a row at most (a conditional run's grid: one class a row)
         self._cache: tuple[Any, Text] | None = None
 
     @property
     def data(self) -> np.ndarray | None:
         return self._data
 
-    def set_data(self, data: np.ndarray | None, placeholder: str | None = None) -> None:
-        """Show new images (or none); the layout is redone since the height may change."""
+    def set_data(self, data: np.ndarray | None, placeholder: str | None = None, per_row: int | None = None) -> None:
+        """Show new images (or none), ``per_row`` at most a row; the layout is redone since the
+        height may change."""
         self._data = data
+        self.per_row = per_row
         if placeholder is not None:
             self.placeholder = placeholder
         self._cache = None
@@ -61,7 +64,7 @@ class ArtView(Widget):
         return self._data is not None and self._data.ndim == 2
 
     def _art(self, width: int, height: int) -> Text:
-        key = (id(self._data), width, height if self.is_points else 0, self.mode, self.max_rows)
+        key = (id(self._data), width, height if self.is_points else 0, self.mode, self.max_rows, self.per_row)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         if self._data is None or len(self._data) == 0:
@@ -75,7 +78,7 @@ class ArtView(Widget):
         else:
             from ddpm_tui.render import grid
 
-            art = grid(self._data, self.mode, width=max(1, width), max_rows=self.max_rows)
+            art = grid(self._data, self.mode, width=max(1, width), max_rows=self.max_rows, per_row=self.per_row)
         self._cache = (key, art)
         return art
 

@@ -30,6 +30,20 @@ def checkpoint(tmp_path_factory) -> Path:
     return folder / "step-00000002.pt"
 
 
+@pytest.fixture(scope="module")
+def cond_checkpoint(tmp_path_factory) -> Path:
+    """A two-step class-conditional smoke run's checkpoint (its own guidance 1.5)."""
+    full = load_dataset(preset("smoke"))
+    digits = TensorDataset(full.data[:64].clone(), full.labels[:64].clone())
+    folder = tmp_path_factory.mktemp("cond")
+    cfg = preset(
+        "smoke",
+        {"cond": "class", "guidance": 1.5, "steps": 2, "log_every": 1, "sample_every": 0, "checkpoint_every": 0},
+    )
+    Trainer(cfg, device="cpu", run_dir=folder, dataset=digits).run()
+    return folder / "step-00000002.pt"
+
+
 def job(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "core.sample_job", *args], capture_output=True, text=True, cwd=ROOT, timeout=120, **kw
@@ -51,6 +65,44 @@ def test_the_job_writes_what_draw_draws(checkpoint, tmp_path):
         assert z["timesteps"].tolist() == here.timesteps
         assert int(z["step"]) == 2 and str(z["label"]) == "ddim-4 eta 0.5" and str(z["device"]) == "cpu"
         assert float(z["seconds"]) > 0
+
+
+def test_the_job_draws_the_classes_and_guidance_asked_for(cond_checkpoint, tmp_path):
+    """--class (repeatable) and --guidance reach draw; the file says each sample's class."""
+    out = tmp_path / "s.npz"
+    args = ["--n", "4", "--sampler", "dpmpp2m", "--steps", "3", "--eta", "0", "--seed", "3", "--device", "cpu"]
+    res = job("--checkpoint", str(cond_checkpoint), *args, "--guidance", "2", "--class", "3", "--class", "5", "--out", str(out))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    here = draw(cond_checkpoint, 4, SamplingSpec("dpmpp2m", 3, 0.0, 2.0), seed=3, device="cpu", classes=[3, 5])
+    with np.load(out, allow_pickle=False) as z:
+        assert np.array_equal(z["data"], here.data)
+        assert z["labels"].tolist() == [3, 3, 5, 5] and str(z["label"]) == "dpmpp2m-3 w 2"
+    other = draw(cond_checkpoint, 4, SamplingSpec("dpmpp2m", 3, 0.0, 1.0), seed=3, device="cpu", classes=[3, 5])
+    assert not np.array_equal(other.data, here.data)  # the guidance was used, not the run's 1.5 nor 1
+
+
+def test_without_classes_or_guidance_a_conditional_job_draws_every_class_at_the_runs_guidance(cond_checkpoint, tmp_path):
+    """What a caller of the older protocol gets: the run's own guidance, all classes in turn."""
+    out = tmp_path / "s.npz"
+    res = job("--checkpoint", str(cond_checkpoint), "--n", "10", "--sampler", "ddim", "--steps", "2", "--eta", "0",
+              "--device", "cpu", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    with np.load(out, allow_pickle=False) as z:
+        assert z["labels"].tolist() == list(range(10)) and str(z["label"]) == "ddim-2 eta 0 w 1.5"
+
+
+def test_an_unconditional_job_records_no_labels_and_refuses_classes_and_guidance(checkpoint, tmp_path):
+    out = tmp_path / "s.npz"
+    base = ["--checkpoint", str(checkpoint), "--n", "2", "--sampler", "ddim", "--steps", "2", "--eta", "0", "--device", "cpu"]
+    assert job(*base, "--out", str(out)).returncode == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert z["labels"].shape == (0,)
+    out.unlink()
+    for extra, words in ((["--guidance", "2"], "guidance: this run is unconditional"), (["--class", "3"], "unconditional")):
+        res = job(*base, *extra, "--out", str(out))
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 1 and len(lines) == 1 and words in lines[0], res.stderr
+        assert not out.exists()
 
 
 @pytest.mark.parametrize(

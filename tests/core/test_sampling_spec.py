@@ -3,7 +3,7 @@
 import pytest
 
 from core.config import preset
-from core.sampling_spec import Protocol, SamplingError, SamplingSpec, resolve_spec
+from core.sampling_spec import Protocol, SamplingError, SamplingSpec, parse_classes, resolve_spec, sample_labels
 
 
 def test_defaults_are_the_runs_own_sampler_steps_and_eta():
@@ -42,3 +42,29 @@ def test_protocol_keys_name_what_must_match_and_ignore_the_seed():
     assert Protocol(spec, 500).key != a.key and Protocol(SamplingSpec("ddim", 50, 0.0), 1000).key != a.key
     row = {"sampler": "ddim", "steps": 50, "eta": 1.8, "n": 1000, "seed": 3}
     assert Protocol.from_row(row) == Protocol(spec, 1000, 3)
+
+
+def test_classes_are_read_as_the_cli_and_the_sample_screen_both_write_them():
+    assert parse_classes(None) is None and parse_classes([]) is None
+    assert parse_classes(["7"]) == [7]
+    assert parse_classes(["3,5"]) == [3, 5] and parse_classes([" 3 , 5 "]) == [3, 5]
+    assert parse_classes(["0-9"]) == list(range(10))
+    assert parse_classes(["7", "1-2", "5,6"]) == [7, 1, 2, 5, 6]  # in the order given
+
+
+@pytest.mark.parametrize("text", ["seven", "", "3,", "-1", "5-3", "1-x", "1.5", "3;5"])
+def test_a_class_that_is_no_class_is_one_line_naming_the_option(text):
+    with pytest.raises(SamplingError) as err:
+        parse_classes([text])
+    message = str(err.value)
+    assert message.startswith(f"--class {text!r}: expected a class such as 7") and "\n" not in message
+    with pytest.raises(SamplingError) as err:
+        parse_classes([text], what="classes")
+    assert str(err.value).startswith(f"classes {text!r}: expected")
+
+
+def test_a_class_the_run_lacks_names_the_field_it_came_from():
+    cond = preset("smoke", {"cond": "class"})
+    assert sample_labels(cond, 4, [3, 5]) == [3, 3, 5, 5]
+    with pytest.raises(SamplingError, match=r"^classes 12: this run's classes are 0 to 9$"):
+        sample_labels(cond, 4, [12], what="classes")
