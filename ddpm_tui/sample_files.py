@@ -19,15 +19,17 @@ from core.atomic import atomic_write_bytes
 PADDING = 2  # pixels between images and around the grid, as make_grid's default
 
 
-def image_grid(images: np.ndarray, padding: int = PADDING) -> np.ndarray:
-    """Images (N, C, H, W) as one image: ``ceil(sqrt(N))`` per row, ``padding`` pixels of 0
-    between and around them, the last row filled from the left; a single image unpadded.
-    Returns (H', W') for one channel, else (H', W', C), in the images' dtype."""
+def image_grid(images: np.ndarray, padding: int = PADDING, per_row: int | None = None) -> np.ndarray:
+    """Images (N, C, H, W) as one image: ``per_row`` a row (default ``ceil(sqrt(N))``; a
+    conditional run's grid passes the count of each class, so each row is one class),
+    ``padding`` pixels of 0 between and around them, the last row filled from the left; a
+    single image unpadded. Returns (H', W') for one channel, else (H', W', C), in the images'
+    dtype."""
     n, c, h, w = images.shape
     if n == 1:
         grid = images[0]
     else:
-        per_row = min(math.ceil(math.sqrt(n)), n)
+        per_row = min(per_row or math.ceil(math.sqrt(n)), n)
         rows = math.ceil(n / per_row)
         grid = np.zeros((c, rows * (h + padding) + padding, per_row * (w + padding) + padding), dtype=images.dtype)
         for k, image in enumerate(images):
@@ -49,9 +51,10 @@ def points_image(points, size: int = 512):
     return img
 
 
-def write_samples(out: Path, data) -> None:
+def write_samples(out: Path, data, per_row: int | None = None) -> None:
     """``.npy``: uint8 (N, H, W) for gray, (N, C, H, W) for colour, float32 (N, 2) for points;
-    ``.png``: a grid (or a scatter of the points). Written atomically."""
+    ``.png``: a grid, ``per_row`` images a row (see :func:`image_grid`), or a scatter of the
+    points. Written atomically."""
     buf = io.BytesIO()
     if out.suffix.lower() == ".npy":
         arr = data[:, 0] if data.ndim == 4 and data.shape[1] == 1 else data
@@ -59,6 +62,6 @@ def write_samples(out: Path, data) -> None:
     else:
         from PIL import Image
 
-        img = points_image(data) if data.ndim == 2 else Image.fromarray(image_grid(data))
+        img = points_image(data) if data.ndim == 2 else Image.fromarray(image_grid(data, per_row=per_row))
         img.save(buf, format="PNG")
     atomic_write_bytes(out, buf.getvalue())

@@ -94,7 +94,7 @@ def sample_cmd(
         highlight=False,
     )
     if out is not None:
-        write_samples(out, drawn.data)
+        write_samples(out, drawn.data, per_row=rows)
         console.print(f"wrote {out}", highlight=False)
 
 

@@ -305,14 +305,14 @@ class SampleScreen(DataScreen):
         if not out.parent.exists():
             self.notify(f"folder {out.parent} does not exist; create it or choose another path", severity="error")
             return
-        self.save(out, self.final)
+        self.save(out, self.final, self.rows)
 
     @work(thread=True, group="save")
-    def save(self, out: Path, data) -> None:
+    def save(self, out: Path, data, per_row: int | None = None) -> None:
         from ddpm_tui.sample_files import write_samples  # as `ddpm sample --out` writes them
 
         try:
-            write_samples(out, data)
+            write_samples(out, data, per_row=per_row)
         except Exception as e:
             self.app.call_from_thread(self.notify, f"could not write {out}: {e}", severity="error")
             return

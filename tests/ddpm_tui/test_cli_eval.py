@@ -98,6 +98,11 @@ def test_a_conditional_run_draws_the_classes_asked_for_and_judges_each_guidance(
     res = cli("sample", "1", "--class", "7", "--class", "1-2", "--n", "6", "--steps", "3", "--out", str(out), "--art", "ascii")
     assert res.exit_code == 0, res.output
     assert "classes 7,1,2 one a" in " ".join(res.stdout.split()) and np.load(out).shape == (6, 28, 28)
+    png = tmp_path / "sevens.png"  # the saved grid too: one class a row (3 rows of 2, each 28 + 2 padding)
+    assert cli("sample", "1", "--class", "7", "--class", "1-2", "--n", "6", "--steps", "3", "--out", str(png)).exit_code == 0
+    from PIL import Image
+
+    assert Image.open(png).size == (2 * 30 + 2, 3 * 30 + 2)
     docs = cli.json("eval", "1", "--n", "20", "--steps", "3", "--guidance", "0,1,3")
     assert [d["guidance"] for d in docs] == [0.0, 1.0, 3.0] and all("class_accuracy" in d["figures"] for d in docs)
     assert [d["protocol"] for d in docs] == [f"ddim-3 eta 0 w {w}, n=20" for w in (0, 1, 3)]

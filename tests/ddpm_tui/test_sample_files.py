@@ -85,3 +85,13 @@ def test_saving_a_png_does_not_import_torch(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "torch False"
     assert (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("n, per_row", [(20, 2), (9, 3), (6, 6)])
+def test_a_conditional_grid_puts_one_class_a_row_as_make_grid_with_nrow(n, per_row, tmp_path):
+    images = _batch(n, 1)
+    theirs = make_grid(torch.from_numpy(images), nrow=per_row, padding=2).permute(1, 2, 0).numpy()[:, :, 0]
+    np.testing.assert_array_equal(image_grid(images, per_row=per_row), theirs)
+    out = tmp_path / "grid.png"
+    write_samples(out, images, per_row=per_row)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), theirs)
