@@ -1028,6 +1028,20 @@ class Store:
             out.setdefault(r["run"], []).append(r)
         return out
 
+    def latest_evals(self, study: str | None = None) -> dict[int, dict]:
+        """Every run's latest evaluation (last by step, then by id) in one query: run -> its
+        ``step``, ``figures`` and ``protocol`` key (``study``: that study's runs only). What
+        queries over many runs read; ``floor`` and ``detail`` are left out."""
+        where = " JOIN runs r ON r.id = e.run WHERE r.study = ?" if study is not None else ""
+        rows = self._rows(
+            "SELECT run, step, n, sampler, steps, eta, guidance, seed, figures FROM (SELECT e.*, row_number() OVER"
+            f" (PARTITION BY e.run ORDER BY e.step DESC, e.id DESC) AS k FROM evals e{where}) WHERE k = 1",
+            (study,) if study is not None else (),
+        )
+        return {
+            r["run"]: {"step": r["step"], "figures": json.loads(r["figures"]), "protocol": Protocol.from_row(r).key} for r in rows
+        }
+
     def figure_series(self, ref: int | str, name: str) -> dict[str, tuple[list[int], list[float]]]:
         """One figure over a run's steps, one series per protocol: figures measured under
         different protocols are never one curve. Later evaluations at a step win."""
