@@ -975,11 +975,16 @@ class Store:
         """One figure of every run's latest evaluation that has it: run -> (value, protocol
         key), in one query (for tables of many runs)."""
         out: dict[int, tuple[float, str]] = {}
-        for run, rows in self.all_evals().items():
-            for r in reversed(rows):
-                if name in r["figures"]:
-                    out[run] = (r["figures"][name], r["protocol"])
-                    break
+        cur = self.conn.execute(
+            "SELECT run, figures, n, sampler, steps, eta, guidance, seed FROM evals ORDER BY run, step DESC, id DESC"
+        )
+        cols = [c[0] for c in cur.description]
+        for row in cur:
+            if row[0] in out:
+                continue  # newest first: this run's figure is found already
+            figures = json.loads(row[1])
+            if name in figures:
+                out[row[0]] = (figures[name], Protocol.from_row(dict(zip(cols, row))).key)
         return out
 
     def latest_metric_for_all(self, name: str) -> dict[int, float]:
