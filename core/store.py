@@ -975,11 +975,16 @@ class Store:
         """One figure of every run's latest evaluation that has it: run -> (value, protocol
         key), in one query (for tables of many runs)."""
         out: dict[int, tuple[float, str]] = {}
-        for run, rows in self.all_evals().items():
-            for r in reversed(rows):
-                if name in r["figures"]:
-                    out[run] = (r["figures"][name], r["protocol"])
-                    break
+        cur = self.conn.execute(
+            "SELECT run, figures, n, sampler, steps, eta, guidance, seed FROM evals ORDER BY run, step DESC, id DESC"
+        )
+        cols = [c[0] for c in cur.description]
+        for row in cur:
+            if row[0] in out:
+                continue  # newest first: this run's figure is found already
+            figures = json.loads(row[1])
+            if name in figures:
+                out[row[0]] = (figures[name], Protocol.from_row(dict(zip(cols, row))).key)
         return out
 
     def latest_metric_for_all(self, name: str) -> dict[int, float]:
@@ -1027,6 +1032,20 @@ class Store:
         for r in _decode_evals(self._rows("SELECT * FROM evals ORDER BY run, step, id")):
             out.setdefault(r["run"], []).append(r)
         return out
+
+    def latest_evals(self, study: str | None = None) -> dict[int, dict]:
+        """Every run's latest evaluation (last by step, then by id) in one query: run -> its
+        ``step``, ``figures`` and ``protocol`` key (``study``: that study's runs only). What
+        queries over many runs read; ``floor`` and ``detail`` are left out."""
+        where = " JOIN runs r ON r.id = e.run WHERE r.study = ?" if study is not None else ""
+        rows = self._rows(
+            "SELECT run, step, n, sampler, steps, eta, guidance, seed, figures FROM (SELECT e.*, row_number() OVER"
+            f" (PARTITION BY e.run ORDER BY e.step DESC, e.id DESC) AS k FROM evals e{where}) WHERE k = 1",
+            (study,) if study is not None else (),
+        )
+        return {
+            r["run"]: {"step": r["step"], "figures": json.loads(r["figures"]), "protocol": Protocol.from_row(r).key} for r in rows
+        }
 
     def figure_series(self, ref: int | str, name: str) -> dict[str, tuple[list[int], list[float]]]:
         """One figure over a run's steps, one series per protocol: figures measured under

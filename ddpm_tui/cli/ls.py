@@ -10,6 +10,9 @@ import typer
 
 from ddpm_tui.cli.common import DbOpt, JsonOpt, UserError, command, make_console, print_json
 
+# Keys the table shows already: sorting by another adds it as a column.
+SHOWN = {"id", "name", "preset", "status", "device", "step", "total_steps", "last_loss", "fid", "images_per_s", "created", "tags"}
+
 
 @command("ls")
 def ls_cmd(
@@ -25,11 +28,30 @@ def ls_cmd(
     study: Annotated[
         str | None, typer.Option("--study", help="Only the runs of this study (ddpm sweep --name).", show_default=False)
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            metavar="EXPR",
+            help="Only runs where KEY OP VALUE holds (= != < <= > >= ~), e.g. fid<30, objective=v, name~lr; "
+            "KEY is a config field, run field, figure or metric; repeat to AND them.",
+            show_default=False,
+        ),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", metavar="KEY", help="Sort by KEY (-KEY: descending); runs without it last.", show_default=False),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N runs (after --sort).", show_default=False)
+    ] = None,
     json_out: JsonOpt = False,
     db: DbOpt = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (or by --sort), filtered by --status, --tag, --study and --where."""
     from core.store import STATUSES, default_db_path, open_store
+    from ddpm_tui import table_rows
 
     if status is not None and status not in STATUSES:
         raise UserError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
@@ -47,6 +69,17 @@ def ls_cmd(
             raise UserError(
                 f"no study {study!r}" + (f"; studies: {', '.join(known)}" if known else "; record one with ddpm sweep")
             )
+        extra: str | None = None
+        if where or sort:
+            evals = store.latest_evals(study)
+            q = table_rows.bind(list(where or []), sort, evals)
+            items = table_rows.apply(q, table_rows.facts(store, runs, evals, q.metrics), limit)
+            runs = [f.run for f in items]
+            if q.sort is not None and q.sort.key not in SHOWN:
+                extra = q.sort.key
+                extras = {f.run.id: f.get(extra) for f in items}
+        elif limit is not None:
+            runs = runs[:limit]
         fids = store.latest_figure_for_all("fid")
     if json_out:
         print_json([{**r.to_json(), "fid": fids[r.id][0] if r.id in fids else None,
@@ -54,7 +87,7 @@ def ls_cmd(
         return
     console = make_console()
     if not runs:
-        console.print("no runs match" if (status or tag or study) else "no runs yet; start one with: ddpm run")
+        console.print("no runs match" if (status or tag or study or where) else "no runs yet; start one with: ddpm run")
         return
     from rich.table import Table
 
@@ -66,6 +99,8 @@ def ls_cmd(
         if col == "fid" and not fids:
             continue
         table.add_column(col, justify=justify, no_wrap=col != "tags")
+    if extra is not None:  # the sort key, when no column shows it
+        table.add_column(extra, justify="right", no_wrap=True)
     # Each run's latest FID; those measured under a protocol other than the most common one
     # are marked, since FIDs of different protocols are not comparable.
     shown = [fids[r.id][1] for r in runs if r.id in fids]
@@ -75,6 +110,7 @@ def ls_cmd(
         table.add_row(
             str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", device_label(r), f"{r.step:,}/{r.total_steps:,}",
             number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
+            *([number(extras[r.id])] if extra is not None else []),
         )  # fmt: skip
     console.print(table)
     if len(set(shown)) > 1:

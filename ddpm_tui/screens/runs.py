@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from core import query
+from core.errors import DDPMError
 from core.store import Run
+from ddpm_tui import table_rows
 from ddpm_tui.format import STATUS_STYLE, age, device_label, number
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.live_table import LiveTable
@@ -94,7 +98,8 @@ class RunsScreen(DataScreen):
 
     HELP_TITLE = "runs"
     HELP = (
-        "Type / to filter (every word must match the id, name, study, preset, status, device, dataset or a tag). "
+        "Type / to filter (every word must match the id, name, study, preset, status, device, dataset or a tag; "
+        "a word with an operator is an expression, as ddpm ls --where reads it: fid<30 objective=v lr>=1e-3 name~lr). "
         "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them. "
         "Q shows the queue: the scheduler's slots and the runs waiting for them."
     )
@@ -122,6 +127,9 @@ class RunsScreen(DataScreen):
         self.sort_key = "id"
         self.sort_reverse = True  # newest first
         self._filter: list[str] = []
+        self._query: table_rows.RunQuery | None = None  # the filter's expressions, bound
+        self._filter_error: str | None = None  # the last expression that could not be read
+        self._evals: dict[int, dict] | None = None  # every run's latest evaluation, while expressions need it
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -151,10 +159,17 @@ class RunsScreen(DataScreen):
             return
         self.runs = {r.id: r for r in runs}
         self.marked = [i for i in self.marked if i in self.runs]
+        if self._query is not None:
+            self._evals = self.guard(self.store.latest_evals) or {}
         self._show()
 
     def visible_runs(self) -> list[Run]:
         rows = [r for r in self.runs.values() if matches(r, self._filter)]
+        if self._query is not None:
+            items = self.guard(table_rows.facts, self.store, rows, self._evals or {}, self._query.metrics)
+            if items is not None:
+                keep = {f.run.id for f in query.select(items, self._query.filters)}
+                rows = [r for r in rows if r.id in keep]
         key = SORT_KEYS[self.sort_key]
         have = [r for r in rows if key(r) is not None]
         missing = [r for r in rows if key(r) is None]
@@ -172,13 +187,16 @@ class RunsScreen(DataScreen):
         counts: dict[str, int] = {}
         for r in self.runs.values():
             counts[r.status] = counts.get(r.status, 0) + 1
-        parts = [f"{len(rows):,} of {len(self.runs):,} runs" if self._filter else f"{len(self.runs):,} runs"]
+        filtered = self._filter or self._query is not None
+        parts = [f"{len(rows):,} of {len(self.runs):,} runs" if filtered else f"{len(self.runs):,} runs"]
         parts += [f"[{STATUS_STYLE.get(s, '')}]{n} {s}[/]" for s, n in counts.items()]
         arrow = "\u2193" if self.sort_reverse else "\u2191"
         label = dict(COLUMNS)[self.sort_key]
         parts.append(f"sorted by {label} {arrow}")
         if self.marked:
             parts.append(f"marked: {', '.join(map(str, self.marked))} (c compares)")
+        if self._filter_error:
+            parts.append(f"[red]{escape(self._filter_error)}[/]")
         if not self.runs:
             parts = ["no runs yet: press n to start one"]
         self.query_one("#runs-summary", Static).update("  \u00b7  ".join(parts))
@@ -197,8 +215,28 @@ class RunsScreen(DataScreen):
     # ---- filter and sort -------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._filter = event.value.lower().split()
+        self.set_filter(event.value)
         self._show()
+
+    def set_filter(self, text: str) -> None:
+        """Words match as before; expressions (``fid<30``) filter as ``ddpm ls --where`` does.
+        One that cannot be read is shown on the summary line and the last good filter stays,
+        so the table holds still while an expression is half typed."""
+        exprs, words = query.split_filter(text)
+        q = None
+        if exprs:
+            evals = self._evals if self._query is not None and self._evals is not None else self.guard(self.store.latest_evals)
+            if evals is None:
+                return
+            try:
+                q = table_rows.bind(exprs, None, evals, source="filter")
+            except DDPMError as e:
+                self._filter_error = str(e)
+                return
+            self._evals = evals
+        self._filter_error = None
+        self._filter = [w.lower() for w in words]
+        self._query = q
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.table.focus()
