@@ -1,7 +1,7 @@
 """Draw samples from a checkpoint in a process of its own and leave them in an ``.npz`` file.
 
     python -m core.sample_job --checkpoint PATH --n N --sampler S --steps K --eta E
-        --seed X --device D --frames F --threads T --out FILE [--parent PID]
+        --seed X --device D --frames F --threads T --out FILE [--guidance W] [--parent PID]
 
 The dashboard never imports torch: torch costs its process about 1 GB of memory and seconds
 to import, and a sampling thread holding the GIL makes the interface stutter. Its sample and
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     from core.sampling_spec import SamplingSpec
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads)))  # OMP_NUM_THREADS still caps it
-    spec = SamplingSpec(args.sampler, args.steps, args.eta)  # draw checks it against the checkpoint's run
+    spec = SamplingSpec(args.sampler, args.steps, args.eta, args.guidance)  # draw checks it against the checkpoint's run
     drawn = draw(args.checkpoint, args.n, spec, seed=args.seed, device=args.device, trajectory_frames=args.frames)
     buf = io.BytesIO()
     np.savez(
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", required=True, help="ddpm or ddim")
     ap.add_argument("--steps", required=True, type=int, help="network calls (T for ddpm)")
     ap.add_argument("--eta", required=True, type=float, help="ddim's noise scale (1 for ddpm)")
+    ap.add_argument("--guidance", type=float, default=None, help="a conditional run's guidance [default: the run's]")
     ap.add_argument("--seed", type=int, default=0, help="the same seed draws the same samples")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ap.add_argument("--frames", type=int, default=0, help="frames of the denoising trajectory to keep")

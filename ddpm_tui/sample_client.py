@@ -72,6 +72,8 @@ class SampleJob:
             "--eta", repr(float(spec.eta)), "--seed", str(seed), "--device", device, "--frames", str(frames),
             "--threads", str(threads), "--parent", str(os.getpid()),
         ]  # fmt: skip
+        if spec.guidance is not None:  # else the child takes the run's own
+            self.args += ["--guidance", repr(float(spec.guidance))]
         self.proc: subprocess.Popen | None = None
 
     def run(self, cancelled: Callable[[], bool]) -> Sampled | None:
