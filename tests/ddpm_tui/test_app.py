@@ -510,8 +510,8 @@ def test_opening_the_runs_table_does_not_import_torch(db):
 
 
 def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
-    """The UI process imports no torch: a grid is drawn in a child process, and the explore
-    screen's schedule and data are numpy."""
+    """The UI process imports no torch: a grid is drawn in a child process (so are the compare
+    screen's same-noise grids), and the explore screen's schedule and data are numpy."""
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -536,6 +536,10 @@ def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
         "    t0 = explore.t\n"
         "    await pilot.press('right')\n"
         "    print('moved', explore.t - t0, explore.query_one('#explore-now', ArtView).data.shape)\n"
+        "    await pilot.press('escape', 'space', 'space', 'c', 'n')\n"
+        "    compare = pilot.app.screen\n"
+        "    await until(pilot, lambda: compare.noise is not None)\n"
+        "    print('same noise', sorted(compare.noise), compare.plan.step)\n"
         "    print('torch', 'torch' in sys.modules)\n"
         "    pilot.app.exit()\n"
         f"DdpmApp(open_store(Path({str(db)!r}), create=False)).run(headless=True, size=(140, 45), auto_pilot=auto)\n"
@@ -544,6 +548,7 @@ def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
     assert res.returncode == 0, res.stderr
     assert "grid (16, 1, 28, 28) True 16 samples from run 2 at step 12, ddim-10 eta" in res.stdout, res.stdout
     assert "moved 1 (3, 1, 28, 28)" in res.stdout, res.stdout
+    assert "same noise [1, 2] 12" in res.stdout, res.stdout
     assert "torch False" in res.stdout, res.stdout
 
 
