@@ -1080,6 +1080,12 @@ class Store:
         rows = self._rows("SELECT * FROM samples WHERE run = ? ORDER BY step DESC, id DESC LIMIT 1", (self._id(ref),))
         return _to_samples(rows[0]) if rows else None
 
+    def samples_at(self, ref: int | str, step: int) -> SampleRecord | None:
+        """A run's grid from one training step (the newest if it drew several there), so runs
+        can be compared on equal training without loading every grid they hold."""
+        rows = self._rows("SELECT * FROM samples WHERE run = ? AND step = ? ORDER BY id DESC LIMIT 1", (self._id(ref), int(step)))
+        return _to_samples(rows[0]) if rows else None
+
     def samples(self, ref: int | str) -> list[SampleRecord]:
         return [_to_samples(r) for r in self._rows("SELECT * FROM samples WHERE run = ? ORDER BY step, id", (self._id(ref),))]
 

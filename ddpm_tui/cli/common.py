@@ -121,6 +121,8 @@ StepsOpt = Annotated[
     int | None, typer.Option("--steps", min=1, help="Sampler steps (ddim) [default: the run's]", show_default=False)
 ]
 
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed draws the same samples.")]
+
 
 # ---- the error policy --------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """``ddpm compare``: runs side by side (config differences, loss curves, final metrics,
 samples), optionally ranked by a metric. The metrics are :func:`ddpm_tui.figures.final_metrics`,
-the same the dashboard's compare screen shows."""
+the same the dashboard's compare screen shows; the grids come from one common training step
+(:mod:`ddpm_tui.compare_samples`), or with ``--same-noise`` are drawn afresh from each run's
+checkpoint at that step with one seed and sampler. Torch is imported only for ``--same-noise``."""
 
 from __future__ import annotations
 
@@ -8,12 +10,26 @@ from typing import Annotated
 
 import typer
 
-from ddpm_tui.cli.common import ArtOpt, DbOpt, JsonOpt, UserError, command, make_console, print_json, samples_view
+from ddpm_tui.cli.common import (
+    ArtOpt,
+    DbOpt,
+    DeviceOpt,
+    JsonOpt,
+    SamplerOpt,
+    SeedOpt,
+    StepsOpt,
+    UserError,
+    command,
+    make_console,
+    print_json,
+    samples_view,
+)
 from ddpm_tui.figures import LOWER_IS_BETTER, final_metrics, metrics_table, ranked
 
 
 @command("compare")
 def compare_cmd(
+    ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Two or more run ids or names.")],
     rank: Annotated[
         str | None,
@@ -23,16 +39,42 @@ def compare_cmd(
             show_default=False,
         ),
     ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(
+            "--step",
+            min=0,
+            help="Show every run's samples from this training step [default: the latest step all runs have samples at]",
+            show_default=False,
+        ),
+    ] = None,
+    same_noise: Annotated[
+        bool,
+        typer.Option(
+            "--same-noise",
+            help="Draw fresh grids from each run's checkpoint at the step (default: the latest all runs have) "
+            "with one seed and sampler, so the same noise becomes each run's digit.",
+        ),
+    ] = False,
+    seed: SeedOpt = 0,
+    sampler: SamplerOpt = None,
+    steps: StepsOpt = None,
+    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     art: ArtOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Compare runs: config differences, loss curves, final metrics, samples."""
+    """Compare runs: config differences, loss curves, final metrics, samples from one step."""
     from core.store import open_store
+    from ddpm_tui.compare_samples import same_noise_plan, stored_grids
     from ddpm_tui.format import config_differences
 
     if len(runs) < 2:
         raise UserError("compare needs at least two runs, e.g. ddpm compare 3 4")
+    if not same_noise:
+        given = [f"--{p}" for p in ("seed", "sampler", "steps", "device") if _given(ctx, p)]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for fresh grids; add --same-noise (the stored grids are drawn already)")
     with open_store(db) as store:
         rs = [store.get_run(r) for r in runs]
         if len({r.id for r in rs}) < len(rs):
@@ -45,12 +87,23 @@ def compare_cmd(
         missing = [r.id for r in rs if protocol is not None and "figures at step" not in finals[r.id]]
         diffs = config_differences([r.config for r in rs])
         curves = {f"{r.id} {r.name}": store.series(r.id, "loss") for r in rs}
-        samples = {r.id: store.latest_samples(r.id) for r in rs}
+        plan = (
+            same_noise_plan(store, rs, step, sampler=sampler.value if sampler else None, steps=steps, seed=seed)
+            if same_noise
+            else None
+        )
+        view = stored_grids(store, rs, step) if plan is None else None
     if json_out:
         doc = {"runs": [r.to_json() for r in rs], "config_differences": diffs, "metrics": {str(k): v for k, v in finals.items()},
                "protocol": protocol}  # fmt: skip
         if rank is not None:
             doc["ranking"] = {"metric": rank, "order": [r.id for r in rs], "protocol": protocol}
+        if plan is not None:  # the plan only: the document holds no pixels, so nothing is drawn for it
+            doc.update(step=plan.step, same_noise=True, shared_steps=plan.shared, sampling=plan.as_dict())
+        else:
+            assert view is not None
+            doc.update(step=view.step, same_noise=False, shared_steps=view.shared,
+                       sample_steps={str(k): g.step if g else None for k, g in view.grids.items()})  # fmt: skip
         print_json(doc)
         return
     from rich.table import Table
@@ -86,9 +139,39 @@ def compare_cmd(
         console.print(
             f"[yellow]not judged under that protocol: {ids}[/] (ddpm eval RUN with the same --sampler, --steps and --n)"
         )
+    if plan is not None:
+        from ddpm_tui.compare_samples import draw_same_noise
+
+        grids = draw_same_noise(plan, device)
+        console.print(
+            f"[bold]same noise at step {plan.step:,}[/]: {plan.spec.label}, seed {plan.seed}, {plan.n} from each checkpoint",
+            highlight=False,
+        )
+        for r in rs:
+            console.print(f"[bold]{r.id} {r.name}[/] [dim]step {plan.step:,}[/]")
+            console.print(samples_view(console, grids[r.id], art, max_rows=1))
+        return
+    assert view is not None
+    if view.step is not None:
+        console.print(f"[bold]samples at step {view.step:,}[/] [dim](all these runs have samples at {_steps(view.shared)})[/]")
+    elif view.note:
+        console.print(f"[yellow]{view.note}[/]", highlight=False)
     for r in rs:
-        s = samples[r.id]
+        s = view.grids[r.id]
         if s is None:
             continue
-        console.print(f"[bold]{r.id} {r.name}[/] [dim]step {s.step:,}[/]")
+        console.print(f"[bold]{r.id} {r.name}[/] [dim]step {s.step:,}, {s.label}[/]", highlight=False)
         console.print(samples_view(console, s.data, art, max_rows=1))
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the command line set option ``name`` (Typer ships its own click, so the
+    source is read by name)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _steps(steps: list[int]) -> str:
+    from ddpm_tui.compare_samples import steps_text
+
+    return "step " + steps_text(steps) if len(steps) == 1 else "steps " + steps_text(steps)

@@ -19,6 +19,7 @@ from ddpm_tui.cli.common import (
     GuidanceOpt,
     RunArg,
     SamplerOpt,
+    SeedOpt,
     StepsOpt,
     UserError,
     command,
@@ -44,7 +45,7 @@ def sample_cmd(
     eta: EtaOpt = None,
     classes: ClassOpt = None,
     guidance: GuidanceOpt = None,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed draws the same samples.")] = 0,
+    seed: SeedOpt = 0,
     checkpoint: Annotated[
         int | None, typer.Option("--checkpoint", help="Step of the checkpoint to use [default: the latest]", show_default=False)
     ] = None,

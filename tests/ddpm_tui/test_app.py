@@ -337,6 +337,56 @@ def test_compare_lists_only_the_config_keys_that_differ(db):
     drive(app, script)
 
 
+def test_compare_shows_the_grids_of_one_common_step_and_draws_them_with_the_same_noise(db):
+    """The grids come from the latest step both runs have samples at; [ and ] move it over the
+    steps they share; n draws each run's checkpoint at that step in a child process with one
+    seed and sampler (what core.generate.draw gives for each), and n again goes back."""
+    import numpy as np
+
+    from core.generate import draw
+    from core.sampling_spec import resolve_spec
+
+    app = make_app(db)
+    with Store(db) as store:
+        recorded = {(rid, step): store.samples_at(rid, step).data for rid in (1, 2) for step in (6, 12)}
+        spec = resolve_spec(store.get_run(1).config)
+        fresh = {rid: draw(store.checkpoint_at(rid, 6).path, 4, spec, seed=0, device="cpu").data for rid in (1, 2)}
+    assert not np.array_equal(fresh[1], fresh[2])
+
+    async def script(pilot):
+        from textual.widgets import Static
+
+        await pilot.press("space", "space", "c")
+        screen = app.screen
+
+        def art(rid):
+            return screen.query_one(f"#compare-art-{rid}").data
+
+        def note():
+            return str(screen.query_one("#compare-step", Static).render())
+
+        assert screen.step == 12 and "samples at step 12 (2 of 2 steps" in note()
+        assert all(np.array_equal(art(rid), recorded[rid, 12]) for rid in (1, 2))
+        assert "step 12, ddim-10 eta 0" in str(screen.query_one("#compare-title-1", Static).render())
+        await pilot.press("left_square_bracket")
+        assert screen.step == 6 and "samples at step 6 (1 of 2 steps" in note()
+        assert all(np.array_equal(art(rid), recorded[rid, 6]) for rid in (1, 2))
+        await pilot.press("left_square_bracket")  # no earlier shared step: it stays
+        assert screen.step == 6
+        await pilot.press("n")
+        assert screen.same_noise and screen.plan.step == 6
+        await until(pilot, lambda: screen.noise is not None, "both fresh grids from the child processes")
+        assert all(np.array_equal(art(rid), fresh[rid]) for rid in (1, 2))
+        assert "same noise at step 6: ddim-10 eta 0, seed 0" in note()
+        await pilot.press("n")
+        assert not screen.same_noise and screen.step == 6
+        assert all(np.array_equal(art(rid), recorded[rid, 6]) for rid in (1, 2))
+        await pilot.press("right_square_bracket")
+        assert screen.step == 12 and screen.pinned is None  # back on the latest: it follows new grids again
+
+    drive(app, script)
+
+
 def test_a_sample_grid_appears_animates_and_saves_as_png(db, tmp_path):
     app = make_app(db)
     out = tmp_path / "grid.png"
@@ -460,8 +510,8 @@ def test_opening_the_runs_table_does_not_import_torch(db):
 
 
 def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
-    """The UI process imports no torch: a grid is drawn in a child process, and the explore
-    screen's schedule and data are numpy."""
+    """The UI process imports no torch: a grid is drawn in a child process (so are the compare
+    screen's same-noise grids), and the explore screen's schedule and data are numpy."""
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -486,6 +536,10 @@ def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
         "    t0 = explore.t\n"
         "    await pilot.press('right')\n"
         "    print('moved', explore.t - t0, explore.query_one('#explore-now', ArtView).data.shape)\n"
+        "    await pilot.press('escape', 'space', 'space', 'c', 'n')\n"
+        "    compare = pilot.app.screen\n"
+        "    await until(pilot, lambda: compare.noise is not None)\n"
+        "    print('same noise', sorted(compare.noise), compare.plan.step)\n"
         "    print('torch', 'torch' in sys.modules)\n"
         "    pilot.app.exit()\n"
         f"DdpmApp(open_store(Path({str(db)!r}), create=False)).run(headless=True, size=(140, 45), auto_pilot=auto)\n"
@@ -494,6 +548,7 @@ def test_sampling_and_exploring_leave_torch_out_of_the_dashboard(db):
     assert res.returncode == 0, res.stderr
     assert "grid (16, 1, 28, 28) True 16 samples from run 2 at step 12, ddim-10 eta" in res.stdout, res.stdout
     assert "moved 1 (3, 1, 28, 28)" in res.stdout, res.stdout
+    assert "same noise [1, 2] 12" in res.stdout, res.stdout
     assert "torch False" in res.stdout, res.stdout
 
 
