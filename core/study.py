@@ -409,12 +409,14 @@ class ChartData:
 
     @property
     def title(self) -> str:
-        text = f"{self.figure} by {self.key} ({direction(self.figure)} is better"
+        """``fid by lr (lower is better), a line per objective``: short enough for a chart
+        beside the digits (plotext drops a title wider than its plot)."""
+        text = f"{self.figure} by {self.key} ({direction(self.figure)} is better)"
         if self.by:
-            text += f"; a line per {self.by}"
+            text += f", a line per {self.by}"
         if self.pooled:
-            text += f"; over all {', '.join(self.pooled)}"
-        return text + "; mean and ±std over runs)"
+            text += f", over all {', '.join(self.pooled)}"
+        return text
 
 
 def is_number(v: Any) -> bool:

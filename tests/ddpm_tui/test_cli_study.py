@@ -45,7 +45,7 @@ def test_the_table_ranks_settings_and_stars_the_best(cli):
     table = [line.split() for line in out.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"])]
     assert [(row[0], row[1]) for row in table] == [("1", "\u2605"), ("2", "0.01"), ("3", "0.001")]
     assert "13.00 \u00b1 1.41" in out and "20.50 \u00b1 0.71" in out and "32.00 \u00b1 2.83" in out
-    assert "fid by lr (lower is better" in out and "lr (log scale)" in out  # the chart, log x over 1e-4..1e-2
+    assert "fid by lr (lower is better)" in out and "lr (log scale)" in out  # the chart, log x over 1e-4..1e-2
     assert "best  lr=0.0001  fid 13.00 \u00b1 1.41  run 1" in out
     assert "worst  lr=0.001  fid 32.00 \u00b1 2.83  run 3" in out
 
