@@ -107,7 +107,8 @@ def caption(study: Study) -> list[str]:
     which runs have no figures under it."""
     n = len(study.runs)
     keys = ", ".join(study.swept) if study.swept else "nothing (every run has the same config but its seed)"
-    lines = [f"{n} run{'s' if n != 1 else ''} in {len(study.settings)} settings  {status_cell(study.status)}",
+    k = len(study.settings)
+    lines = [f"{n} run{'s' if n != 1 else ''} in {k} setting{'s' if k != 1 else ''}  {status_cell(study.status)}",
              f"swept: {keys}"]  # fmt: skip
     if study.rank is not None:
         lines.append(f"ranked by {study.rank} ({direction(study.rank)} is better), mean \u00b1 std over each setting's runs")
