@@ -172,10 +172,6 @@ class Study:
     figures: list[str]  # the figures some setting has, in table order
 
     @property
-    def lower_is_better(self) -> bool:
-        return self.rank is not None and lower_is_better(self.rank)
-
-    @property
     def ranked(self) -> list[Setting]:
         """The settings that have the rank figure, best first."""
         return [s for s in self.settings if self.rank is not None and s.figure(self.rank) is not None]
