@@ -208,6 +208,11 @@ class DdpmApp(App[None]):
 
         self.push_screen(CompareScreen(run_ids))
 
+    def open_study(self, study: str) -> None:
+        from ddpm_tui.screens.study import StudyScreen
+
+        self.push_screen(StudyScreen(study))
+
     def open_sample(self, run_id: int) -> None:
         from ddpm_tui.screens.sample import SampleScreen
 

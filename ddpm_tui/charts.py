@@ -101,3 +101,52 @@ def points_chart(points, *, width: int = 60, height: int = 20, color: bool = Tru
     out = plt.build()
     plt.clear_figure()
     return out
+
+
+def study_positions(data) -> list[float]:
+    """Where each of a study chart's x values sits: log10 of the value over a decade or more
+    (drawn by hand, as the loss chart's y: plotext's own log scale rewrites its data at each
+    build), the value itself for other numbers, the index for categories."""
+    if data.log_x:
+        return [math.log10(x) for x in data.xs]
+    if data.numeric:
+        return [float(x) for x in data.xs]
+    return [float(i) for i in range(len(data.xs))]
+
+
+def draw_study(plt, data, color: bool = True) -> None:
+    """A figure against a swept key (:func:`core.study.chart_data`) onto a plotext figure
+    (the module, or a textual-plotext widget's ``plt``): each line's means joined, with a bar
+    of ±std at each point; lines sit a little apart so their bars do not hide each other."""
+    from core.study import canonical, value_text
+
+    pos = study_positions(data)
+    where = {canonical(x): p for x, p in zip(data.xs, pos)}
+    span = (max(pos) - min(pos)) or 1.0
+    n = len(data.lines)
+    for i, line in enumerate(data.lines):
+        c = COLORS[i % len(COLORS)] if color else None
+        shift = (i - (n - 1) / 2) * 0.015 * span if n > 1 else 0.0
+        xs = [where[canonical(p.x)] + shift for p in line.points]
+        ys = [p.stat.mean for p in line.points]
+        plt.plot(xs, ys, color=c, marker="braille", label=line.label)
+        plt.scatter(xs, ys, color=c, marker="o")
+        for x, p in zip(xs, line.points):
+            if p.stat.std:
+                plt.plot([x, x], [p.stat.mean - p.stat.std, p.stat.mean + p.stat.std], color=c, marker="|")
+    plt.xticks(pos, [value_text(x) for x in data.xs])
+    plt.xlabel(data.key + (" (log scale)" if data.log_x else ""))
+    plt.title(data.title)
+
+
+def study_chart(data, *, width: int = 80, height: int = 16, color: bool = True) -> str:
+    """:func:`draw_study` as text, for the CLI."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(max(20, width), max(6, height))
+    plt.theme("pro" if color else "clear")
+    draw_study(plt, data, color)
+    out = plt.build()
+    plt.clear_figure()
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.ranking import LOWER_IS_BETTER  # re-exported: the one list, kept in core for core.study
 from ddpm_tui.format import duration
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ FIGURE_HELP = {
     "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
 }
 PERCENTAGES = {"confident", "class_accuracy", "class_accuracy_min"}
-LOWER_IS_BETTER = {"fid", "kid", "kid_std", "curve_distance", "swd", "loss"}
 
 
 def figure(name: str, v: float | None) -> str:

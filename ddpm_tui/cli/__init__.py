@@ -1,7 +1,7 @@
 """``ddpm``: the headless face. Train, list, show, sample, compare and manage runs over SSH.
 
 Every command takes ``--db PATH`` (or ``$DDPM_DB``; default ``./experiments.db``). Commands
-that only read (``ls``, ``show``, ``export``, ``compare``) never import torch, so they answer
+that only read (``ls``, ``show``, ``export``, ``compare``, ``study``) never import torch, so they answer
 at once; training and sampling import it when they start.
 
 Errors the user can fix print one line on stderr and exit 1 (2 for a malformed command
@@ -61,7 +61,7 @@ app = typer.Typer(
 
 # The command modules, in the order `ddpm --help` lists their commands. Each registers its
 # commands on `app` as it is imported, so they are imported here, after `app` exists.
-COMMAND_MODULES = ("run", "sweep", "queue", "ls", "show", "manage", "export", "sample", "eval", "compare", "tui")
+COMMAND_MODULES = ("run", "sweep", "queue", "ls", "show", "manage", "export", "sample", "eval", "compare", "study", "tui")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 

@@ -218,20 +218,28 @@ def art_mode(console: Console, art: Art | None) -> str:
 
 
 def samples_view(
-    console: Console, data, art: Art | None, max_rows: int | None = None, title: str | None = None, per_row: int | None = None
+    console: Console,
+    data,
+    art: Art | None,
+    max_rows: int | None = None,
+    title: str | None = None,
+    per_row: int | None = None,
+    width: int | None = None,
 ):
     """Images as a grid of art (``per_row`` a row: one class a row for a conditional run), or
-    2-D points as a scatter."""
+    2-D points as a scatter, ``width`` cells wide at most (default the console's: two grids
+    side by side take half each)."""
     from rich.text import Text
 
+    width = min(width or console.width, console.width)
     if data.ndim == 2:  # points
         from ddpm_tui.charts import points_chart
 
-        chart = points_chart(data, width=min(console.width, 70), height=20, color=console.color_system is not None, title=title)
+        chart = points_chart(data, width=min(width, 70), height=20, color=console.color_system is not None, title=title)
         return Text.from_ansi(chart)
     from ddpm_tui.render import grid
 
-    return grid(data, art_mode(console, art), width=console.width, max_rows=max_rows, per_row=per_row)
+    return grid(data, art_mode(console, art), width=width, max_rows=max_rows, per_row=per_row)
 
 
 def run_doc(store: Store, run: Run) -> dict:

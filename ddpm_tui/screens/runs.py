@@ -101,7 +101,8 @@ class RunsScreen(DataScreen):
         "Type / to filter (every word must match the id, name, study, preset, status, device, dataset or a tag; "
         "a word with an operator is an expression, as ddpm ls --where reads it: fid<30 objective=v lr>=1e-3 name~lr). "
         "Click a column header or press s to sort by it; S reverses. Mark runs with space, then c compares them. "
-        "Q shows the queue: the scheduler's slots and the runs waiting for them."
+        "Q shows the queue: the scheduler's slots and the runs waiting for them. "
+        "y opens the study of the run under the cursor (ddpm sweep --name): its settings ranked, charted and compared."
     )
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),  # shown by the table, which has the focus
@@ -115,6 +116,7 @@ class RunsScreen(DataScreen):
         Binding("e", "explore", "Explore"),
         Binding("slash", "filter", "Filter"),
         Binding("Q", "queue", "Queue"),
+        Binding("y", "study", "Study", show=False, tooltip="the study of the run under the cursor, ranked"),
         Binding("s", "sort", "Sort", show=False),
         Binding("S", "reverse", "Reverse sort", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -334,6 +336,17 @@ class RunsScreen(DataScreen):
         run = self.current()
         if run is not None:
             self.ddpm.open_explore(run.id)
+
+    def action_study(self) -> None:
+        run = self.current()
+        if run is None:
+            return
+        if run.study is None:
+            self.notify(
+                f"run {run.id} ({run.name}) is not part of a study; ddpm sweep --name NAME records one", severity="warning"
+            )
+            return
+        self.ddpm.open_study(run.study)
 
     def action_queue(self) -> None:
         self.ddpm.open_queue()

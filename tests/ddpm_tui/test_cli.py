@@ -308,14 +308,23 @@ def test_missing_and_corrupt_checkpoints_and_bad_out_paths(cli, tmp_path):
 
 
 def test_reading_commands_do_not_import_torch(cli):
+    from tests.core.studies import digits, finish, judge, sweep
+
     assert cli("run", *FAST).exit_code == 0
+    with cli.store() as store:  # a study with figures and digits: its table, charts and art
+        for rid, fid in zip(sweep(store, "s", {"lr": "1e-3,2e-3"}), (10.0, 20.0)):
+            finish(store, rid, loss=0.1)
+            judge(store, rid, fid=fid)
+            digits(store, rid, 100)
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from ddpm_tui.cli import app\n"
         f"db = {str(cli.db)!r}\n"
-        "for args in (['ls'], ['ls', '--json'], ['show', '1'], ['export', '1'], ['compare', '1', '1'], ['--help']):\n"
-        "    CliRunner().invoke(app, args + (['--db', db] if args != ['--help'] else []))\n"
+        "for args in (['ls'], ['ls', '--json'], ['show', '1'], ['export', '1'], ['compare', '1', '1'], ['study'],\n"
+        "             ['study', 's'], ['study', 's', '--json'], ['study', 's', '--csv'], ['--help']):\n"
+        "    res = CliRunner().invoke(app, args + (['--db', db] if args != ['--help'] else []))\n"
+        "    assert args[0] != 'study' or res.exit_code == 0, res.output\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
