@@ -10,8 +10,10 @@ was), and refuses files written by a newer version.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:  # the store makes the Database when it migrates; readers never import it
+    import sqlite_utils
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:

@@ -301,7 +301,7 @@ def keys_used(filters: Iterable[Filter], sort: SortKey | None = None) -> set[str
 class RunFacts:
     """What a query reads of one run: its row, its latest evaluation, the metrics fetched."""
 
-    run: Run
+    run: Run | None  # None: only its evaluation is known yet (a query narrowing runs down by figures)
     figures: dict[str, float] = field(default_factory=dict)
     eval_step: int | None = None
     eval_protocol: str | None = None

@@ -17,6 +17,7 @@ in well under a second.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,13 +26,11 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import sqlite_utils
 
 from core.errors import DDPMError
 from core.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -39,6 +38,7 @@ from core.sampling_spec import Protocol, SamplingSpec
 
 if TYPE_CHECKING:
     import numpy as np
+    import sqlite_utils
 
 APP = "ddpm-tui"
 DEFAULT_DB = "experiments.db"
@@ -329,7 +329,6 @@ class Store:
         if not exists and not self.path.parent.exists():
             raise StoreError(f"folder {self.path.parent} does not exist; create it or choose another --db")
         self.conn = self._connect(exists)
-        self.db = sqlite_utils.Database(self.conn)
         self._check_and_migrate(exists)  # refuses files that are not ours before anything is written
 
     def _tune(self) -> None:
@@ -377,14 +376,26 @@ class Store:
             return StoreError(f"cannot open {self.path} for writing ({text}); check its permissions or pass --db")
         return StoreError(f"cannot use database {self.path}: {text}")
 
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the connection, for the migrations. Made on first use: reading
+        commands never migrate, and importing sqlite-utils (which imports numpy) is most of
+        their start-up."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
     def _meta(self) -> dict[str, str]:
         """The meta table as a dict; empty for a new file (or one that is not ours)."""
-        if "meta" not in self.db.table_names():
+        if "meta" not in self.table_names():
             return {}
-        return {r["key"]: r["value"] for r in self.db["meta"].rows}
+        return {k: v for k, v in self.conn.execute("SELECT key, value FROM meta")}
 
     def _check_and_migrate(self, exists: bool) -> None:
-        tables = set(self.db.table_names())
+        tables = set(self.table_names())
         if "meta" not in tables:
             if tables:
                 raise StoreError(
@@ -535,13 +546,21 @@ class Store:
             raise RunNotFound(f"no run {text!r} in {self.path}; `ddpm ls` lists the runs")
         return _to_run(rows[0], time.time(), self._here)
 
-    def list_runs(self, status: str | None = None, tag: str | None = None, study: str | None = None) -> list[Run]:
-        """Every run, newest first; ``status`` filters on the effective status."""
+    def list_runs(
+        self, status: str | None = None, tag: str | None = None, study: str | None = None, ids: Collection[int] | None = None
+    ) -> list[Run]:
+        """Every run, newest first; ``status`` filters on the effective status, ``ids`` keeps
+        only those runs (a query that has already narrowed them down decodes no others)."""
         now = time.time()
-        if study is None:
-            rows = self._rows("SELECT * FROM runs ORDER BY id DESC")
-        else:
-            rows = self._rows("SELECT * FROM runs WHERE study = ? ORDER BY id DESC", (study,))
+        where, params = [], []
+        if study is not None:
+            where.append("study = ?")
+            params.append(study)
+        if ids is not None:
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(int(i) for i in ids)))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT * FROM runs{clause} ORDER BY id DESC", tuple(params))
         runs = [_to_run(r, now, self._here) for r in rows]
         if status is not None:
             runs = [r for r in runs if r.status == status]

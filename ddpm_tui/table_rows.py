@@ -62,6 +62,25 @@ def bind(where: list[str], sort: str | None, evals: dict[int, dict], source: str
     return RunQuery(filters, key, kinds)
 
 
+def judged_candidates(q: RunQuery, evals: dict[int, dict]) -> set[int] | None:
+    """The runs that pass every filter on an evaluation's figures, read from the evaluations
+    alone, so that no other run need be fetched and decoded; None when no filter is on a
+    figure. A run never judged has no figure and matches no such filter."""
+    on_figures = [
+        f
+        for f in q.filters
+        if f.key not in query.CONFIG_KINDS and f.key not in query.RUN_FIELDS and f.key not in METRIC_KEYS
+    ]
+    if not on_figures:
+        return None
+    out = set()
+    for rid, ev in evals.items():
+        judged = query.RunFacts(None, figures=ev["figures"], eval_step=ev["step"], eval_protocol=ev["protocol"])
+        if all(f(judged) for f in on_figures):
+            out.add(rid)
+    return out
+
+
 def facts(store: Store, runs: list[Run], evals: dict[int, dict], metrics: list[str] = ()) -> list[query.RunFacts]:
     """Each run with its latest evaluation and the named metrics' last values (one query
     per metric, for all runs)."""

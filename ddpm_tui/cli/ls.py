@@ -14,6 +14,11 @@ from ddpm_tui.cli.common import DbOpt, JsonOpt, UserError, command, make_console
 SHOWN = {"id", "name", "preset", "status", "device", "step", "total_steps", "last_loss", "fid", "images_per_s", "created", "tags"}
 
 
+# The table's rows unless --limit says otherwise: a terminal's worth. Drawing thousands of
+# rows takes Rich seconds and scrolls them past; --json is never cut.
+TABLE_ROWS = 50
+
+
 @command("ls")
 def ls_cmd(
     status: Annotated[
@@ -63,16 +68,20 @@ def ls_cmd(
             make_console().print(f"no runs yet ({path} does not exist); start one with: ddpm run")
         return
     with open_store(db) as store:
-        runs = store.list_runs(status=status, tag=tag, study=study)
+        q = evals = None
+        if where or sort:
+            evals = store.latest_evals(study)
+            q = table_rows.bind(list(where or []), sort, evals)
+        # Filters on figures narrow the runs down from the evaluations alone, before any run is decoded.
+        ids = table_rows.judged_candidates(q, evals) if q is not None else None
+        runs = store.list_runs(status=status, tag=tag, study=study, ids=ids)
         if study is not None and not runs and not store.list_runs(study=study):
             known = sorted({r.study for r in store.list_runs() if r.study})
             raise UserError(
                 f"no study {study!r}" + (f"; studies: {', '.join(known)}" if known else "; record one with ddpm sweep")
             )
         extra: str | None = None
-        if where or sort:
-            evals = store.latest_evals(study)
-            q = table_rows.bind(list(where or []), sort, evals)
+        if q is not None:
             items = table_rows.apply(q, table_rows.facts(store, runs, evals, q.metrics), limit)
             runs = [f.run for f in items]
             if q.sort is not None and q.sort.key not in SHOWN:
@@ -80,7 +89,10 @@ def ls_cmd(
                 extras = {f.run.id: f.get(extra) for f in items}
         elif limit is not None:
             runs = runs[:limit]
-        fids = store.latest_figure_for_all("fid")
+        if evals is not None:  # the FID column from the evaluation the query read
+            fids = {rid: (ev["figures"]["fid"], ev["protocol"]) for rid, ev in evals.items() if "fid" in ev["figures"]}
+        else:
+            fids = store.latest_figure_for_all("fid")
     if json_out:
         print_json([{**r.to_json(), "fid": fids[r.id][0] if r.id in fids else None,
                      "fid_protocol": fids[r.id][1] if r.id in fids else None} for r in runs])  # fmt: skip
@@ -89,6 +101,8 @@ def ls_cmd(
     if not runs:
         console.print("no runs match" if (status or tag or study or where) else "no runs yet; start one with: ddpm run")
         return
+    cut = len(runs) if limit is not None or len(runs) <= TABLE_ROWS else TABLE_ROWS
+    matched, runs = len(runs), runs[:cut]
     from rich.table import Table
 
     from ddpm_tui.format import STATUS_STYLE, age, device_label, number
@@ -113,5 +127,7 @@ def ls_cmd(
             *([number(extras[r.id])] if extra is not None else []),
         )  # fmt: skip
     console.print(table)
+    if cut < matched:
+        console.print(f"[dim]{cut} of {matched:,} runs shown; --limit N shows N, --json all of them[/]", highlight=False)
     if len(set(shown)) > 1:
         console.print(f"[dim]fid: {usual}; * under another protocol (ddpm show RUN says which)[/]", highlight=False)

@@ -198,3 +198,41 @@ def test_dashboard_filter_shows_a_bad_expression_and_keeps_the_last_good_filter(
         assert len(rows(app)) == 4 and "filter" not in summary(app)
 
     drive(app, script)
+
+
+def many(path: Path, n: int) -> None:
+    """``n`` more runs, each judged with fid = its index."""
+    with Store(path) as store:
+        new = store.create_runs([NewRun(preset("smoke", {"seed": i}).to_dict(), "smoke", name=f"m{i}") for i in range(n)])
+        for i, rid in enumerate(new):
+            store.add_eval(rid, 10, protocol=PROTOCOL, figures={"fid": float(i)}, floor={}, seconds=1.0)
+
+
+def test_the_ls_table_shows_the_first_rows_and_says_how_many_more(db, monkeypatch):
+    from ddpm_tui.cli import ls
+
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(ls, "TABLE_ROWS", 5)
+    many(db, 6)
+    cli = Cli(db)
+    lines = cli("ls", "--where", "fid<100", "--sort", "fid").stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:6]] == ["5", "6", "7", "8", "9"]  # fid 0 to 4
+    assert "5 of 9 runs shown" in lines[6] and "--limit N" in lines[6]
+    out = cli("ls", "--where", "fid<100", "--sort", "fid", "--limit", "7").stdout.splitlines()
+    assert len(out) == 8 and "shown" not in " ".join(out)  # a --limit is shown whole
+    assert len(cli.json("ls")) == 10  # JSON is never cut
+
+
+def test_the_dashboard_shows_the_first_rows_and_says_how_many_more(db, monkeypatch):
+    from ddpm_tui.screens import runs
+
+    monkeypatch.setattr(runs, "TABLE_ROWS", 5)
+    many(db, 6)
+    app = make_app(db)
+
+    async def script(pilot):
+        assert list(rows(app)) == [10, 9, 8, 7, 6] and "showing the first 5 of 10 runs" in summary(app)
+        await pilot.press("slash", *"fid<2")
+        assert list(rows(app)) == [6, 5] and "showing" not in summary(app)
+
+    drive(app, script)
