@@ -67,9 +67,7 @@ def judged_candidates(q: RunQuery, evals: dict[int, dict]) -> set[int] | None:
     alone, so that no other run need be fetched and decoded; None when no filter is on a
     figure. A run never judged has no figure and matches no such filter."""
     on_figures = [
-        f
-        for f in q.filters
-        if f.key not in query.CONFIG_KINDS and f.key not in query.RUN_FIELDS and f.key not in METRIC_KEYS
+        f for f in q.filters if f.key not in query.CONFIG_KINDS and f.key not in query.RUN_FIELDS and f.key not in METRIC_KEYS
     ]
     if not on_figures:
         return None
