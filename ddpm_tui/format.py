@@ -172,3 +172,33 @@ def software(env: dict) -> str:
              f"Python {env['python']}" if env.get("python") else "", f"ddpm-tui {env['ddpm_tui']}" if env.get("ddpm_tui") else ""]  # fmt: skip
     text = ", ".join(p for p in parts if p)
     return text + (f" on {env['host']}" if env.get("host") else "")
+
+
+def fitted_table(columns: list[tuple[str, str]], rows: list[list[str]], width: int, drop: list[str], keep: list[str]) -> Any:
+    """A Rich table of ``columns`` ((heading, justify) pairs) and ``rows`` (markup allowed)
+    fitted to ``width`` as a demanding user would: while the rows' natural width is more than
+    the terminal's, the columns named in ``drop`` go first, in that order; the columns in
+    ``keep`` are never narrowed (an id, a status, the value compared), and what still does not
+    fit folds (a long name onto two lines) rather than being cut to "…"."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    plain = [[Text.from_markup(c).plain for c in r] for r in rows]
+    natural = {h: max([cell_len(h), *(cell_len(r[i]) for r in plain)]) for i, (h, _) in enumerate(columns)}
+    shown = [h for h, _ in columns]
+    for h in drop:
+        if sum(natural[c] for c in shown) + 2 * (len(shown) - 1) <= width:
+            break
+        if h in shown:
+            shown.remove(h)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for h, justify in columns:
+        if h in shown:
+            whole = h in keep
+            table.add_column(h, justify=justify, no_wrap=whole, overflow="ellipsis" if whole else "fold",
+                             min_width=natural[h] if whole else None)  # fmt: skip
+    index = [i for i, (h, _) in enumerate(columns) if h in shown]
+    for r in rows:
+        table.add_row(*(r[i] for i in index))
+    return table

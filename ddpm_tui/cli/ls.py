@@ -103,29 +103,29 @@ def ls_cmd(
         return
     cut = len(runs) if limit is not None or len(runs) <= TABLE_ROWS else TABLE_ROWS
     matched, runs = len(runs), runs[:cut]
-    from rich.table import Table
+    from ddpm_tui.format import STATUS_STYLE, age, device_label, fitted_table, number
 
-    from ddpm_tui.format import STATUS_STYLE, age, device_label, number
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col, justify in (("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("device", "left"), ("step", "right"),
-                         ("loss", "right"), ("fid", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")):  # fmt: skip
-        if col == "fid" and not fids:
-            continue
-        table.add_column(col, justify=justify, no_wrap=col != "tags")
+    columns = [("id", "right"), ("name", "left"), ("preset", "left"), ("status", "left"), ("device", "left"), ("step", "right"),
+               ("loss", "right"), ("fid", "right"), ("img/s", "right"), ("age", "right"), ("tags", "left")]  # fmt: skip
+    if not fids:
+        columns.remove(("fid", "right"))
     if extra is not None:  # the sort key, when no column shows it
-        table.add_column(extra, justify="right", no_wrap=True)
+        columns.append((extra, "right"))
     # Each run's latest FID; those measured under a protocol other than the most common one
     # are marked, since FIDs of different protocols are not comparable.
     shown = [fids[r.id][1] for r in runs if r.id in fids]
     usual = max(set(shown), key=shown.count) if shown else None
+    cells = []
     for r in runs:
         fid = [(f"{fids[r.id][0]:.2f}" + ("*" if fids[r.id][1] != usual else "")) if r.id in fids else "-"] if fids else []
-        table.add_row(
+        cells.append([
             str(r.id), r.name, r.preset, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", device_label(r), f"{r.step:,}/{r.total_steps:,}",
             number(r.last_loss), *fid, number(r.images_per_s and round(r.images_per_s)), age(r.created), ",".join(r.tags),
             *([number(extras[r.id])] if extra is not None else []),
-        )  # fmt: skip
+        ])  # fmt: skip
+    # On a narrow terminal the least telling columns go first; what a run is told by stays whole.
+    table = fitted_table(columns, cells, console.width, drop=["tags", "age", "preset", "img/s", "device", "loss"],
+                         keep=["id", "status", "step", "fid", extra or "fid"])  # fmt: skip
     console.print(table)
     if cut < matched:
         console.print(f"[dim]{cut} of {matched:,} runs shown; --limit N shows N, --json all of them[/]", highlight=False)

@@ -104,23 +104,25 @@ def _print_list(studies: list[Study], json_out: bool, csv_out: bool) -> None:
 
 
 def _print_study(study: Study, extremes: list, art) -> None:
-    from rich.table import Table
     from rich.text import Text
 
     from core.study import chart_data
     from ddpm_tui.charts import study_chart
-    from ddpm_tui.study_view import caption, columns, drawn_keys, rows
+    from ddpm_tui.format import fitted_table
+    from ddpm_tui.study_view import caption, columns, drawn_keys, heading, rows
 
     console = make_console()
     console.print(f"[bold]study {study.name}[/]", highlight=False)
     for line in caption(study):
         console.print("  " + line, highlight=False)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    numbers = set(columns(study)[:2]) | {"runs", "steps"} | set(columns(study)[len(study.swept) + 5 :])
-    for col in columns(study):
-        table.add_column(col, justify="right" if col in numbers else "left", no_wrap=True)
-    for _, cells in rows(study):
-        table.add_row(*cells)
+    heads = columns(study)
+    numbers = set(heads[:2]) | {"runs", "steps"} | set(heads[len(study.swept) + 5 :])
+    cells = [c for _, c in rows(study)]
+    # A narrow terminal loses the other figures first, then the run and seed lists; never the
+    # settings or the ranked figure.
+    others = [h for h in reversed(heads[len(study.swept) + 5 :]) if h != heading(study.rank)]
+    table = fitted_table([(h, "right" if h in numbers else "left") for h in heads], cells, console.width,
+                         drop=[*others, "seeds", "runs"], keep=[*heads[: 2 + len(study.swept)], heading(study.rank)])  # fmt: skip
     console.print(table)
     for key in drawn_keys(study):
         data = chart_data(study, key)
