@@ -319,21 +319,18 @@ def _validate(c: RunConfig) -> list[str]:
 # tuned for `quick`: the best MNIST digits a 2-core CPU can learn in about ten minutes.
 PRESETS: dict[str, dict[str, typing.Any]] = {
     # The RunConfig defaults are the quick recipe, except two things measured with
-    # bench/quality.py (10 min, 1,000 DDIM-50 samples):
-    # - it samples with eta = 1.8: at DDIM-50 after ten CPU minutes, fresh noise at each step
-    #   mends strokes that the deterministic path keeps (same weights, eta 0 -> 1: FID 84 -> 44,
-    #   confident digits 81% -> 84%), and more than DDPM's noise mends more (1,490 steps on a
-    #   slower CPU, two sampling seeds, eta 1 -> 1.8: confident 81.1/80.5% -> 86.4/85.7%,
-    #   FID 64.8/69.5 -> 40.7/52.5, KID 76.6/78.3 -> 29.8/40.3; eta 2 draws more
-    #   confident digits but FID rises again, and past ~2.5 the classes thin out);
-    # - it predicts v, not eps: confident digits 84.8% / 85.3% against 84.1% / 82.9% for
-    #   training seeds 0 / 1, and x0 = sqrt(abar) x - sqrt(1 - abar) v stays well-conditioned
-    #   at the last cosine step (abar = 2e-9), where an eps model's x0 is 1/sqrt(abar) = 2e4
-    #   times its error and only clipping saves it (unclipped: 84.7% for v, 0% for eps).
+    # bench/quality.py (README's "Judging samples" gives the figures):
+    # - it samples with eta = 1.8: after ten CPU minutes, fresh noise at each DDIM step mends
+    #   strokes that the deterministic path keeps, and more than DDPM's noise mends more, up to
+    #   about 2, past which the judge's confidence still rises but FID and class entropy fall
+    #   as the samples narrow to easy digits;
+    # - it predicts v, not eps: x0 = sqrt(abar) x - sqrt(1 - abar) v stays well-conditioned at
+    #   the last cosine step, where an eps model's x0 is its error times 1/sqrt(abar) and only
+    #   clipping saves it.
     "quick": {"eta": 1.8, "objective": "v"},
     # The quick recipe told which digit to draw: a label embedding beside the time embedding,
-    # 10% of training labels dropped to the null label so one network also predicts without
-    # one, and classifier-free guidance when sampling. Grids show two digits of each class.
+    # a tenth of the training labels dropped to the null label so one network also predicts
+    # without one, and classifier-free guidance when sampling. Grids show two digits of each class.
     "quick-cond": {"eta": 1.8, "objective": "v", "cond": "class", "cond_drop": 0.1, "guidance": 2.0, "sample_n": 20},
     # The well-known MNIST DDPM recipe: a full-resolution U-Net, eps objective, L2 loss,
     # linear schedule with T=500, Adam at 5e-4, batch 64, 10 epochs. The GPU default.
