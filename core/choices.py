@@ -5,15 +5,17 @@ config validates against them; the dashboard's new-run form offers them. Living 
 from the math, they can be imported by the UI process without loading torch.
 """
 
-SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid")
+SCHEDULES = ("linear", "cosine", "quadratic", "sigmoid", "sigmoid-beta")
 OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 CONDITIONS = ("none", "class")  # what a model is conditioned on
 DATASETS = ("mnist", "fashion", "scurve", "folder")
-MODELS = ("unet", "mlp")
+MODELS = ("unet", "mlp", "mlp_embed")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("constant", "linear", "cosine")
+# How a batch's timesteps are drawn: uniform, or antithetic pairs t and T-1-t (the S-curve toy).
+T_SAMPLINGS = ("uniform", "antithetic")
 # DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
 # (capped per step at the timestep's own variance, so large values all become the same sampler).
 ETA_MAX = 10.0

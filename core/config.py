@@ -25,6 +25,7 @@ from core.choices import (
     OPTIMIZERS,
     SAMPLERS,
     SCHEDULES,
+    T_SAMPLINGS,
 )
 from core.errors import DDPMError
 
@@ -57,8 +58,8 @@ class RunConfig:
     cond: str = "none"  # class: the model is told which class to draw (classifier-free guidance)
     cond_drop: float = 0.1  # share of training labels replaced by the null label (cond=class)
     num_classes: int = 10  # label rows of a conditional model (10 for the digit datasets)
-    hidden: int = 256  # MLP width, for model=mlp
-    depth: int = 4  # MLP residual blocks, for model=mlp
+    hidden: int = 256  # MLP width, for model=mlp or mlp_embed
+    depth: int = 4  # MLP residual blocks (model=mlp) or layers (model=mlp_embed)
     # diffusion
     T: int = 1000
     schedule: str = "cosine"
@@ -76,6 +77,7 @@ class RunConfig:
     lr_decay: str = "cosine"
     grad_clip: float = 1.0  # 0 turns clipping off
     grad_accum: int = 1  # micro-batches per step; batch_size is split among them
+    t_sampling: str = "uniform"  # antithetic: timesteps in pairs t, T-1-t (the S-curve toy's)
     ema_decay: float = 0.995
     amp: bool = True  # bf16 autocast on CUDA; the CPU always trains in fp32
     seed: int = 0
@@ -222,6 +224,9 @@ def _one_of(errors: list[str], name: str, value: str, allowed: tuple[str, ...]) 
 TRAIN_SIZES: dict[str, int] = {"mnist": 60_000, "fashion": 60_000, "scurve": 20_000}
 
 
+POINT_MODELS = ("mlp", "mlp_embed")  # the networks for 2-D points
+
+
 def _validate(c: RunConfig) -> list[str]:
     e: list[str] = []
     _one_of(e, "dataset", c.dataset, DATASETS)
@@ -233,6 +238,7 @@ def _validate(c: RunConfig) -> list[str]:
     _one_of(e, "lr_decay", c.lr_decay, LR_DECAYS)
     _one_of(e, "sampler", c.sampler, SAMPLERS)
     _one_of(e, "cond", c.cond, CONDITIONS)
+    _one_of(e, "t_sampling", c.t_sampling, T_SAMPLINGS)
 
     def in_range(name: str, lo: float, hi: float | None = None) -> None:
         v = getattr(c, name)
@@ -289,10 +295,10 @@ def _validate(c: RunConfig) -> list[str]:
         e.append(f"attn_resolutions: {c.attn_resolutions} must be feature-map sizes such as 7 or 14")
     if c.dataset in ("mnist", "fashion") and c.image_size != 28:
         e.append(f"image_size: {c.dataset} images are 28x28; leave image_size at 28")
-    if c.dataset == "scurve" and c.model != "mlp":
-        e.append("model: the scurve dataset is 2-D points; use model=mlp")
-    if c.dataset != "scurve" and c.model == "mlp":
-        e.append(f"model: mlp is for 2-D points; use model=unet for {c.dataset} images")
+    if c.dataset == "scurve" and c.model not in POINT_MODELS:
+        e.append("model: the scurve dataset is 2-D points; use model=mlp or mlp_embed")
+    if c.dataset != "scurve" and c.model in POINT_MODELS:
+        e.append(f"model: {c.model} is for 2-D points; use model=unet for {c.dataset} images")
     known = TRAIN_SIZES.get(c.dataset)
     if known is not None and c.grad_accum >= 1 and c.batch_size // c.grad_accum > known:
         e.append(f"batch_size: {c.batch_size} is larger than the {c.dataset} training set ({known:,} examples); lower batch_size")
@@ -387,6 +393,39 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
         "log_every": 50,
         "checkpoint_every": 1000,
     },
+    # The S-curve toy as it is usually written out, not tuned: T = 100 sigmoid-on-beta steps
+    # (which leave abar_T near 0.78, so x_T is far from pure noise on this curve), an MLP of three
+    # 128-unit layers with a learned step embedding added in each, antithetic timestep pairs,
+    # Adam 1e-3 with no warm-up or decay, batch 128, clipping at 1, ancestral DDPM sampling with
+    # the raw weights (no EMA) and no clipping of x0. README compares it with `scurve`.
+    "scurve-seed": {
+        "dataset": "scurve",
+        "model": "mlp_embed",
+        "hidden": 128,
+        "depth": 3,
+        "T": 100,
+        "schedule": "sigmoid-beta",
+        "objective": "eps",
+        "loss": "l2",
+        "min_snr_gamma": 0.0,
+        "t_sampling": "antithetic",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "warmup": 0,
+        "lr_decay": "constant",
+        "grad_clip": 1.0,
+        "batch_size": 128,
+        "steps": 10000,
+        "ema_decay": 0.0,
+        "sampler": "ddpm",
+        "sample_steps": 100,
+        "clip_x0": False,
+        "sample_n": 512,
+        "sample_every": 2000,
+        "log_every": 100,
+        "checkpoint_every": 5000,
+    },
     "folder": {
         "dataset": "folder",
         "image_size": 32,
@@ -425,6 +464,7 @@ PRESET_HELP = {
     "classic": "MNIST, the well-known DDPM recipe: 96-wide U-Net, T=500 linear, Adam 5e-4, 10 epochs (GPU default)",
     "fashion": "Fashion-MNIST with the quick architecture, a little wider and longer",
     "scurve": "2-D S-curve toy with an MLP: trains in seconds, good for seeing the math work",
+    "scurve-seed": "the S-curve toy as written out: T=100 sigmoid betas, step-embedding MLP, antithetic t, Adam 1e-3",
     "folder": "your own folder of images at 32x32 RGB (set data_dir=PATH)",
     "smoke": "a tiny run that finishes in seconds, for tests and install checks",
 }

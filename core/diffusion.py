@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from core.choices import LOSSES, OBJECTIVES
+from core.choices import LOSSES, OBJECTIVES, T_SAMPLINGS
 from core.schedules import make_betas
 
 
@@ -175,6 +175,25 @@ class Diffusion:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         per = per.flatten(1).mean(1)
         return per * self.loss_weight(t, objective, min_snr_gamma)
+
+
+def sample_timesteps(n: int, T: int, mode: str, *, generator: torch.Generator | None, device) -> torch.Tensor:
+    """``n`` training timesteps in [0, T), drawn from ``generator`` alone (so a step's draw is
+    a function of its seed, and resume stays exact).
+
+    ``uniform`` draws each independently. ``antithetic`` draws ``n // 2`` and pairs each t with
+    T-1-t, side by side (t0, T-1-t0, t1, T-1-t1, ...; a process's even slice holds whole pairs),
+    as the written-out S-curve toy does: each pair spans the chain from both ends, which evens
+    out the batch's mix of noise levels. An odd batch's last timestep is drawn uniformly.
+    """
+    if mode == "uniform":
+        return torch.randint(0, T, (n,), generator=generator, device=device)
+    if mode != "antithetic":
+        raise ValueError(f"unknown timestep sampling {mode!r}; choose one of {', '.join(T_SAMPLINGS)}")
+    draws = torch.randint(0, T, ((n + 1) // 2,), generator=generator, device=device)
+    first = draws[: n // 2]
+    pairs = torch.stack([first, T - 1 - first], dim=1).flatten()
+    return torch.cat([pairs, draws[n // 2 :]])
 
 
 def sample_noise(shape, *, generator: torch.Generator | None, device, offset_noise: float = 0.0) -> torch.Tensor:

@@ -146,6 +146,7 @@ class Drawn:
     device: str
     seconds: float
     labels: list[int] | None = None  # each sample's class (a conditional run)
+    start: np.ndarray | None = None  # x_T of the first batch, as frames are, when a trajectory was asked for
 
 
 def draw(
@@ -170,5 +171,10 @@ def draw(
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames, labels=labels)
     seconds = time.perf_counter() - t0
-    frames = [to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg) for x in res.xt]
-    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds, labels)
+
+    def stored(x: torch.Tensor) -> np.ndarray:
+        return to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg)
+
+    frames = [stored(x) for x in res.xt]
+    start = stored(res.start) if res.start is not None else None
+    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds, labels, start)

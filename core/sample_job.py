@@ -13,8 +13,9 @@ kill it when the user leaves. The drawing itself is :func:`core.generate.draw`, 
 The file holds ``data`` (the samples as the store keeps them), ``frames`` (the trajectory's
 frames stacked, oldest first; empty for ``--frames 0``), ``timesteps``, ``step`` (the
 checkpoint's), ``label`` (the spec's), ``labels`` (each sample's class for a conditional run,
-in order, so a grid can show one class a row; empty for an unconditional one), ``device`` and
-``seconds`` (the sampling, without loading). It is written atomically, so a reader never sees
+in order, so a grid can show one class a row; empty for an unconditional one), ``start`` (x_T,
+the noise the trajectory starts from; empty for ``--frames 0``), ``device`` and ``seconds``
+(the sampling, without loading). It is written atomically, so a reader never sees
 half of it.
 
 ``--guidance`` and ``--class`` (repeatable) are for a class-conditional run; left out, it draws
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> None:
         buf, data=drawn.data, frames=np.stack(drawn.frames) if drawn.frames else np.zeros((0,), np.uint8),
         timesteps=np.asarray(drawn.timesteps, dtype=np.int64), step=drawn.step, label=drawn.spec.label,
         labels=np.asarray(drawn.labels or [], dtype=np.int64), device=drawn.device, seconds=drawn.seconds,
+        start=drawn.start if drawn.start is not None else np.zeros((0,), np.uint8),
     )  # fmt: skip
     atomic_write_bytes(args.out, buf.getvalue())
 

@@ -69,6 +69,7 @@ class SampleResult:
     timesteps: list[int] = field(default_factory=list)
     xt: list[torch.Tensor] = field(default_factory=list)
     x0: list[torch.Tensor] = field(default_factory=list)
+    start: torch.Tensor | None = None  # x_T, the noise the trajectory starts from (when recorded)
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -120,7 +121,7 @@ def ddpm_sample(
     x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * clipped log var) z, with z = 0 at t = 0.
     """
     x = noise()
-    res = SampleResult(x=x)
+    res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(diffusion.T, trajectory_frames)
     for i, t in enumerate(range(diffusion.T - 1, -1, -1)):
         tt, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
@@ -160,7 +161,7 @@ def ddim_sample(
     """
     x = noise()
     ts = ddim_timesteps(diffusion.T, steps)
-    res = SampleResult(x=x)
+    res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(len(ts), trajectory_frames)
     ac = diffusion.alphas_cumprod
     for i, t in enumerate(ts):
@@ -206,7 +207,7 @@ def dpmpp2m_sample(
     """
     x = noise()
     ts = ddim_timesteps(diffusion.T, steps)
-    res = SampleResult(x=x)
+    res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(len(ts), trajectory_frames)
     abar = diffusion.alphas_cumprod_64  # float64 scalars: lambda differences lose digits in float32
 

@@ -71,6 +71,16 @@ def sigmoid_betas(T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.
     return _betas_from_alpha_bar(alpha_bar, T)
 
 
+def sigmoid_beta_betas(T: int, start: float = 1e-5, end: float = 5e-3) -> np.ndarray:
+    """Betas on a sigmoid ramp, ``sigmoid(linspace(-6, 6, T)) * (end - start) + start``, as the
+    written-out S-curve toy has them (the ``scurve-seed`` preset). Unlike ``sigmoid``, which is
+    a sigmoid on abar, this is a sigmoid on beta itself with fixed end points: it is not scaled
+    by T, and with these defaults the chain does not end in pure noise (sum of betas ~ T / 400).
+    """
+    ramp = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, T, dtype=np.float64)))
+    return ramp * (end - start) + start
+
+
 def make_betas(name: str, T: int) -> np.ndarray:
     """Betas for a named schedule; raises ValueError naming the allowed schedules."""
     if T < 1:
@@ -80,6 +90,7 @@ def make_betas(name: str, T: int) -> np.ndarray:
         "cosine": cosine_betas,
         "quadratic": quadratic_betas,
         "sigmoid": sigmoid_betas,
+        "sigmoid-beta": sigmoid_beta_betas,
     }
     if name not in table:
         raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")

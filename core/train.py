@@ -26,7 +26,7 @@ from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import ConfigError, RunConfig, check_split
 from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
-from core.diffusion import Diffusion, sample_noise
+from core.diffusion import Diffusion, sample_noise, sample_timesteps
 from core.distributed import SINGLE, ProcessGroup, wrap
 from core.ema import EMA
 from core.errors import DDPMError
@@ -392,7 +392,7 @@ class Trainer:
             # The whole micro-batch's timesteps and noise, drawn alike on every rank; each
             # trains on its slice, so the global batch does not depend on the world size.
             self._gen.manual_seed(_mix(cfg.seed, k))
-            t = torch.randint(0, cfg.T, (self.micro_batch,), generator=self._gen, device=dev)[lo:hi]
+            t = sample_timesteps(self.micro_batch, cfg.T, cfg.t_sampling, generator=self._gen, device=dev)[lo:hi]
             shape = (self.micro_batch, *x0.shape[1:])
             eps = sample_noise(shape, generator=self._gen, device=dev, offset_noise=cfg.offset_noise)[lo:hi]
             if y is not None:  # classifier-free guidance trains the null label on a share of the batch

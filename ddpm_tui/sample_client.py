@@ -44,6 +44,7 @@ class Sampled:
     device: str
     seconds: float  # the sampling itself, without starting the process and loading
     labels: list[int] | None = None  # each sample's class, in order (a conditional run)
+    start: np.ndarray | None = None  # x_T, the noise the frames start from (a draw with frames)
 
 
 def share_of_cores(db_path: Path | str) -> int:
@@ -145,7 +146,9 @@ def read_samples(path: Path) -> Sampled:
     job, reads as an unconditional draw)."""
     with np.load(path, allow_pickle=False) as z:
         labels = [int(c) for c in z["labels"]] if "labels" in z.files else []
+        start = z["start"] if "start" in z.files and z["start"].size else None
         return Sampled(
             data=z["data"], frames=list(z["frames"]), timesteps=[int(t) for t in z["timesteps"]], step=int(z["step"]),
             label=str(z["label"]), device=str(z["device"]), seconds=float(z["seconds"]), labels=labels or None,
+            start=start,
         )  # fmt: skip

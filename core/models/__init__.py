@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from core.config import RunConfig
-from core.models.mlp import MLP
+from core.models.mlp import MLP, EmbedMLP
 from core.models.unet import UNet
 
 
@@ -15,6 +15,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
     :func:`place_model` for the device and layout it trains in)."""
     if cfg.model == "mlp":
         return MLP(dim=2, hidden=cfg.hidden, depth=cfg.depth)
+    if cfg.model == "mlp_embed":
+        return EmbedMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth, T=cfg.T)
     net = UNet(
         image_size=cfg.image_size,
         in_channels=cfg.data_channels,
@@ -47,4 +49,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["build_model", "place_model", "count_parameters", "UNet", "MLP"]
+__all__ = ["build_model", "place_model", "count_parameters", "UNet", "MLP", "EmbedMLP"]

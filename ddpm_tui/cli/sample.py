@@ -1,5 +1,6 @@
 """``ddpm sample``: draw samples from a run's checkpoint with its EMA weights, show them as
-terminal art (or animate the denoising), and write them as ``.png`` or ``.npy``."""
+terminal art (or animate the denoising, or for a 2-D run print it as ten scatter panels,
+:mod:`ddpm_tui.reverse_panels`), and write them as ``.png`` or ``.npy``."""
 
 from __future__ import annotations
 
@@ -55,7 +56,16 @@ def sample_cmd(
             "--out", "-o", help="Write FILE.png (a grid) or FILE.npy (uint8 images, or float32 points)", show_default=False
         ),
     ] = None,
-    trajectory: Annotated[bool, typer.Option("--trajectory", help="Animate the denoising in place.")] = False,
+    trajectory: Annotated[
+        bool,
+        typer.Option(
+            "--trajectory",
+            help="Animate the denoising in place; a 2-D run's shows as ten scatter panels x_T ... x_0 when output is not a terminal.",
+        ),
+    ] = False,
+    panels: Annotated[
+        bool, typer.Option("--panels", help="A 2-D run's reverse process as ten scatter panels x_T ... x_0, not animated.")
+    ] = False,
     device: DeviceOpt = "auto",
     art: ArtOpt = None,
     db: DbOpt = None,
@@ -78,13 +88,21 @@ def sample_cmd(
     conditional = run.config.get("cond") == "class"
     n = n or (len(wanted or range(int(run.config.get("num_classes", 10)))) * 4 if conditional else 64)
     labels = sample_labels(run.config, n, wanted)  # refused here, in one line, before torch loads
+    points = run.config.get("dataset") == "scurve"
+    if panels and not points:
+        raise UserError(f"--panels: run {run.id} draws images; the panels are for 2-D (scurve) runs, use --trajectory to animate")
 
     from core.generate import draw
+    from ddpm_tui.reverse_panels import frames_for
 
     console = make_console()
-    drawn = draw(ck.path, n, spec, seed=seed, device=device, trajectory_frames=24 if trajectory else 0, classes=wanted)
+    panels = panels or (trajectory and points and not console.is_terminal)
+    frames = frames_for(spec.steps) if panels else 24 if trajectory else 0
+    drawn = draw(ck.path, n, spec, seed=seed, device=device, trajectory_frames=frames, classes=wanted)
     rows = per_row(labels)
-    if trajectory and console.is_terminal:
+    if panels:
+        _print_panels(console, drawn)
+    elif trajectory and console.is_terminal:
         _animate(console, drawn, art, rows)
     else:
         console.print(samples_view(console, drawn.data, art, per_row=rows))
@@ -97,6 +115,14 @@ def sample_cmd(
     if out is not None:
         write_samples(out, drawn.data, per_row=rows)
         console.print(f"wrote {out}", highlight=False)
+
+
+def _print_panels(console: Console, drawn) -> None:
+    """The reverse process of a 2-D draw as ten scatter panels, x_T first."""
+    from ddpm_tui.reverse_panels import panels_text, reverse_panels
+
+    found = reverse_panels(drawn.start, drawn.frames, drawn.timesteps, drawn.cfg.T)
+    console.print(panels_text(found, width=console.width, color=console.color_system is not None))
 
 
 def _animate(console: Console, drawn, art: Art | None, rows: int | None = None) -> None:

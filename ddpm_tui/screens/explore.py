@@ -1,6 +1,8 @@
 """The forward process, seen: a real test digit noised at a chosen t under the run's own
 schedule (``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, in closed form), and for 2-D
-runs the S-curve noised forward beside the model's points at successive reverse steps.
+runs the S-curve noised forward beside the model's points at successive reverse steps, and
+(key n) the reverse process as ten scatter panels x_T ... x_0 (:mod:`ddpm_tui.reverse_panels`,
+as ``ddpm sample --panels`` prints them).
 
 The schedule comes from :mod:`core.schedules` and the data from :mod:`core.sources`, all
 numpy, loaded once in a worker thread; moving t is then a few numpy operations on the UI
@@ -29,13 +31,13 @@ REVERSE_FRAMES = 16
 
 class ExploreScreen(DataScreen):
     """Left/right move t; , and . change the digit; s draws new noise; p plays the reverse
-    process of a 2-D run."""
+    process of a 2-D run and n shows it as ten panels."""
 
     HELP_TITLE = "explore"
     HELP = (
         "x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps under the run's schedule and T. The strip shows the same digit "
         "and noise at evenly spaced t. For 2-D runs the right panel shows the model's samples at successive reverse "
-        "steps (from its latest checkpoint)."
+        "steps (from its latest checkpoint); n shows the reverse process as ten scatter panels, x_T ... x_0."
     )
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -47,6 +49,7 @@ class ExploreScreen(DataScreen):
         Binding("comma", "digit(-1)", "Previous digit", show=False),
         Binding("s", "reseed", "New noise"),
         Binding("p", "play", "Play reverse"),
+        Binding("n", "panels", "Ten panels"),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -62,6 +65,7 @@ class ExploreScreen(DataScreen):
         self.reverse_t: list[int] = []
         self.reverse_i = 0
         self._timer = None
+        self.panels: list = []  # reverse_panels.Panel, once drawn
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -72,6 +76,8 @@ class ExploreScreen(DataScreen):
                 yield ArtView(id="explore-now", placeholder="")
                 yield Static("forward process", classes="section", id="explore-strip-title")
                 yield ArtView(id="explore-strip", placeholder="")
+                yield Static("", classes="section", id="explore-panels-title")
+                yield Static("", id="explore-panels")
             with Vertical(id="explore-right"):
                 yield ScheduleChart(id="explore-schedule")
                 yield Static("", classes="section", id="explore-reverse-title")
@@ -90,6 +96,8 @@ class ExploreScreen(DataScreen):
         is_points = run.dataset == "scurve"
         self.query_one("#explore-reverse-title").display = is_points
         self.query_one("#explore-reverse").display = is_points
+        self.query_one("#explore-panels-title").display = False
+        self.query_one("#explore-panels").display = False
         if not is_points:
             self.query_one("#explore-schedule").add_class("tall")
         self.load(run)
@@ -198,6 +206,7 @@ class ExploreScreen(DataScreen):
 
     def on_resize(self) -> None:
         self.show()
+        self._show_panels()
 
     def art_mode_changed(self) -> None:
         """Braille cells are half as wide: more copies fit in the strip."""
@@ -279,3 +288,55 @@ class ExploreScreen(DataScreen):
         )
         self.query_one("#explore-reverse", ArtView).set_data(self.reverse[self.reverse_i])
         self.reverse_i += 1
+
+    # ---- the reverse process as ten panels (worker thread, then the UI thread) ----------
+
+    def action_panels(self) -> None:
+        if self.run is None or self.run.dataset != "scurve":
+            self.notify("the ten panels are for 2-D (scurve) runs; use g to watch digits denoise", severity="warning")
+            return
+        ck = self.guard(self.store.checkpoint_at, self.run.id)
+        if ck is None:
+            return
+        self.query_one("#explore-panels-title").display = True
+        self.query_one("#explore-panels-title", Static).update("sampling the reverse process for the panels...")
+        self.sample_panels(ck.path)
+
+    @work(thread=True, exclusive=True, group="explore-panels")
+    def sample_panels(self, path: str) -> None:
+        from core.sampling_spec import resolve_spec
+        from ddpm_tui.reverse_panels import frames_for, reverse_panels
+        from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
+
+        worker = get_current_worker()
+        spec = resolve_spec(self.run.config)
+        job = SampleJob(
+            path, POINTS, spec, seed=self.seed, frames=frames_for(spec.steps), threads=share_of_cores(self.store.path)
+        )
+        try:
+            drawn = job.run(lambda: worker.is_cancelled)
+            panels = reverse_panels(drawn.start, drawn.frames, drawn.timesteps, int(self.run.config["T"])) if drawn else None
+        except (SampleFailed, ValueError) as e:
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self.notify, f"sampling failed: {e}", severity="error")
+            return
+        if panels is not None and not worker.is_cancelled:
+            self.app.call_from_thread(self._panels_ready, panels, drawn.label)
+
+    def _panels_ready(self, panels: list, label: str) -> None:
+        self.panels = panels
+        self.query_one("#explore-panels-title", Static).update(
+            f"reverse process, {label}: x_{panels[0].step} ... x_{panels[-1].step} (noise seed {self.seed}; n redraws)"
+        )
+        self.query_one("#explore-panels").display = True
+        self.query_one("#explore-left").add_class("with-panels")  # the forward scatter shrinks to make room
+        self._show_panels()
+
+    def _show_panels(self) -> None:
+        if not self.panels:
+            return
+        from ddpm_tui.reverse_panels import panels_text
+
+        view = self.query_one("#explore-panels", Static)
+        width = view.content_size.width or self.query_one("#explore-left").content_size.width or 80
+        view.update(panels_text(self.panels, width=width, rows=4, color=self.app.art_mode != "ascii"))  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": choices.OPTIMIZERS,
     "lr_decay": choices.LR_DECAYS,
     "sampler": choices.SAMPLERS,
+    "t_sampling": choices.T_SAMPLINGS,
 }
 # The first field of each group, in RunConfig's order.
 SECTIONS = {

@@ -48,6 +48,8 @@ def test_text_values_are_parsed_by_field_type():
         ({"stpes": "10"}, "stpes", "unknown setting"),
         ({"eta": "-0.1"}, "eta", "between 0 and 10"),
         ({"eta": "11"}, "eta", "between 0 and 10"),
+        ({"t_sampling": "stratified"}, "t_sampling", "uniform, antithetic"),
+        ({"model": "mlp_embed"}, "model", "use model=unet"),
     ],
 )
 def test_bad_values_are_rejected_with_one_line_naming_the_field(overrides, field, words):
@@ -102,3 +104,15 @@ def test_non_finite_values_set_directly_are_refused_too(field):
         cfg.validate()
     with pytest.raises(ConfigError, match=f"{field}: expected a finite number"):
         RunConfig.from_dict({**preset("quick").to_dict(), field: float("inf")})
+
+
+def test_scurve_seed_is_the_written_out_recipe():
+    cfg = preset("scurve-seed")
+    assert (cfg.dataset, cfg.model, cfg.hidden, cfg.depth) == ("scurve", "mlp_embed", 128, 3)
+    assert (cfg.T, cfg.schedule) == (100, "sigmoid-beta")
+    assert (cfg.t_sampling, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("antithetic", "adam", 1e-3, 128, 1.0)
+    assert (cfg.warmup, cfg.lr_decay, cfg.weight_decay, cfg.min_snr_gamma, cfg.objective) == (0, "constant", 0.0, 0.0, "eps")
+    assert (cfg.sampler, cfg.sample_steps, cfg.clip_x0, cfg.ema_decay) == ("ddpm", 100, False, 0.0)
+    assert RunConfig().t_sampling == "uniform"  # every other recipe draws timesteps as before
+    with pytest.raises(ConfigError, match="model=mlp or mlp_embed"):
+        preset("scurve-seed", {"model": "unet"})

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.diffusion import Diffusion, sample_noise
+from core.diffusion import Diffusion, sample_noise, sample_timesteps
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,28 @@ def test_offset_noise_adds_a_per_channel_constant():
     offset = sample_noise((4000, 1, 8, 8), generator=g, device="cpu", offset_noise=0.5)
     # per-image means vary more with the offset (variance of the mean grows by 0.25)
     assert offset.mean(dim=(2, 3)).var() > plain.mean(dim=(2, 3)).var() + 0.2
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 128])
+def test_antithetic_timesteps_come_in_pairs_that_sum_to_T_minus_1(n):
+    T = 100
+    t = sample_timesteps(n, T, "antithetic", generator=torch.Generator().manual_seed(3), device="cpu")
+    assert t.shape == (n,) and t.dtype == torch.long and 0 <= int(t.min()) and int(t.max()) < T
+    pairs = t[: n - n % 2].view(-1, 2)
+    assert (pairs.sum(1) == T - 1).all()
+    again = sample_timesteps(n, T, "antithetic", generator=torch.Generator().manual_seed(3), device="cpu")
+    assert torch.equal(t, again), "the same seed draws the same timesteps"
+    other = sample_timesteps(n, T, "antithetic", generator=torch.Generator().manual_seed(4), device="cpu")
+    assert n < 7 or not torch.equal(t, other)
+
+
+def test_an_odd_batch_ends_in_one_uniform_timestep_and_uniform_is_unchanged():
+    # The last of 7 is the generator's 4th draw (after the 3 that were paired).
+    t = sample_timesteps(7, 50, "antithetic", generator=torch.Generator().manual_seed(0), device="cpu")
+    draws = torch.randint(0, 50, (4,), generator=torch.Generator().manual_seed(0))
+    assert t.tolist() == [draws[0], 49 - draws[0], draws[1], 49 - draws[1], draws[2], 49 - draws[2], draws[3]]
+    # uniform is the draw the trainer always made, so runs from before train the same
+    u = sample_timesteps(9, 50, "uniform", generator=torch.Generator().manual_seed(0), device="cpu")
+    assert torch.equal(u, torch.randint(0, 50, (9,), generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="uniform, antithetic"):
+        sample_timesteps(4, 50, "stratified", generator=None, device="cpu")

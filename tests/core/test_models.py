@@ -3,6 +3,7 @@ import torch
 
 from core.config import PRESETS, preset
 from core.models import build_model, count_parameters
+from core.models.mlp import EmbedMLP
 from core.models.unet import UNet
 
 
@@ -62,3 +63,27 @@ def test_classic_preset_is_the_known_recipe():
     assert (cfg.T, cfg.schedule, cfg.objective, cfg.loss, cfg.lr, cfg.batch_size) == (500, "linear", "eps", "l2", 5e-4, 64)
     assert cfg.steps * cfg.batch_size == pytest.approx(10 * 60_000, rel=0.001)
     assert 5e6 < count_parameters(net) < 2e7
+
+
+def test_mlp_embed_has_one_step_embedding_per_layer():
+    net = build_model(preset("scurve-seed"))
+    assert isinstance(net, EmbedMLP) and len(net.layers) == 3
+    assert [tuple(layer.lin.weight.shape) for layer in net.layers] == [(128, 2), (128, 128), (128, 128)]
+    assert [tuple(layer.embed.weight.shape) for layer in net.layers] == [(100, 128)] * 3
+    embeds = [layer.embed.weight for layer in net.layers]
+    assert len({e.data_ptr() for e in embeds}) == 3, "each layer has an embedding of its own"
+    assert tuple(net.out.weight.shape) == (2, 128)
+
+    # A step's output depends on that step's row of each embedding, and on no other row.
+    x, t = torch.randn(4, 2), torch.tensor([0, 5, 5, 99])
+    out = net(x, t)
+    out.square().sum().backward()
+    for e in embeds:
+        used = e.grad.abs().sum(1) > 0
+        assert used.nonzero().flatten().tolist() == [0, 5, 99]
+    with torch.no_grad():
+        before = net(x, t)
+        net.layers[1].embed.weight[5] += 1.0  # moving layer 1's row for step 5 moves only those samples
+        after = net(x, t)
+    moved = (after - before).abs().sum(1) > 0
+    assert moved.tolist() == [False, True, True, False]

@@ -63,6 +63,7 @@ def test_the_job_writes_what_draw_draws(checkpoint, tmp_path):
         assert np.array_equal(z["data"], here.data) and z["data"].dtype == np.uint8
         assert np.array_equal(z["frames"], np.stack(here.frames)) and z["frames"].shape == (4, 3, 1, 28, 28)
         assert z["timesteps"].tolist() == here.timesteps
+        assert np.array_equal(z["start"], here.start) and z["start"].shape == (3, 1, 28, 28)  # x_T, for the panels
         assert int(z["step"]) == 2 and str(z["label"]) == "ddim-4 eta 0.5" and str(z["device"]) == "cpu"
         assert float(z["seconds"]) > 0
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.diffusion import Diffusion
-from core.samplers import ddim_timesteps, sample
+from core.samplers import SampleNoise, ddim_timesteps, sample
 
 MU, S = 0.4, 0.3
 
@@ -217,6 +217,17 @@ def test_trajectory_records_frames_ending_at_the_result():
     assert torch.equal(res.xt[-1], res.x)
     ddpm = sample(oracle(diff), diff, (3, 1), sampler="ddpm", seed=0, clip_x0=False, trajectory_frames=10)
     assert len(ddpm.xt) in (10, 11) and ddpm.timesteps[-1] == 0
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp2m"])
+def test_a_trajectory_keeps_the_noise_it_starts_from(sampler):
+    """x_T, the first panel of the reverse process: the draw's first noise, kept only with a trajectory."""
+    diff = Diffusion.from_schedule("linear", 20)
+    steps = None if sampler == "ddpm" else 5
+    res = sample(oracle(diff), diff, (3, 2), sampler=sampler, steps=steps, seed=4, trajectory_frames=50)
+    assert torch.equal(res.start, SampleNoise((3, 2), 4)())
+    assert len(res.xt) == (20 if sampler == "ddpm" else 5), "frames >= steps records every step"
+    assert sample(oracle(diff), diff, (3, 2), sampler=sampler, steps=steps, seed=4).start is None
 
 
 def test_dpm_solver_follows_the_exact_probability_flow_better_than_ddim():

@@ -12,7 +12,8 @@ from core.schedules import SCHEDULES, make_betas
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
+# sigmoid-beta has fixed end points (the S-curve toy's), so it is not meant to end in noise.
+@pytest.mark.parametrize("name", [s for s in SCHEDULES if s != "sigmoid-beta"])
 @pytest.mark.parametrize("T", [10, 100, 1000])
 def test_schedule_is_a_valid_noise_chain(name, T):
     betas = make_betas(name, T)
@@ -43,6 +44,17 @@ def test_cosine_matches_its_closed_form():
     assert np.allclose(abar[:-5], f[:-5], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("T", [1, 10, 100, 1000])
+def test_sigmoid_beta_is_the_written_out_formula(T):
+    # sigmoid(linspace(-6, 6, T)) * (5e-3 - 1e-5) + 1e-5, exactly, in float64
+    x = np.linspace(-6.0, 6.0, T)
+    want = 1.0 / (1.0 + np.exp(-x)) * (5e-3 - 1e-5) + 1e-5
+    got = make_betas("sigmoid-beta", T)
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+    # a sigmoid on beta, not on abar: it is not the existing sigmoid schedule
+    assert not np.allclose(got, make_betas("sigmoid", T)) or T == 1
+
+
 def test_unknown_schedule_and_bad_T_are_rejected():
     with pytest.raises(ValueError, match="linear, cosine, quadratic, sigmoid"):
         make_betas("exponential", 100)
@@ -55,6 +67,8 @@ def test_unknown_schedule_and_bad_T_are_rejected():
 
 def _torch_betas(name: str, T: int) -> torch.Tensor:
     """core/schedules.py as it was in torch (commit 1c9ce0a), for comparison."""
+    if name == "sigmoid-beta":  # new with the scurve-seed preset: the toy's torch formula
+        return torch.sigmoid(torch.linspace(-6, 6, T, dtype=torch.float64)) * (5e-3 - 1e-5) + 1e-5
     scale = 1000.0 / T
     start, end = scale * 1e-4, min(scale * 0.02, 0.999)
     if name == "linear":

@@ -55,6 +55,56 @@ def test_resume_continues_exactly(tmp_path, digits):
     assert all(states_equal(opt_a[k], opt_b[k]) for k in opt_a)
 
 
+def seed_smoke(**over):
+    """scurve-seed at the size of smoke: its layers, schedule and antithetic timesteps, in a few steps."""
+    base = {"steps": 12, "log_every": 3, "sample_every": 0, "checkpoint_every": 0, "batch_size": 15, "sample_n": 8}
+    return preset("scurve-seed", {**base, **over})
+
+
+def test_scurve_seed_resumes_exactly_with_antithetic_timesteps(tmp_path):
+    cfg = seed_smoke()  # an odd batch: seven pairs and one uniform timestep
+    one = Trainer(cfg, device="cpu", run_dir=tmp_path / "one")
+    assert one.run() == "completed"
+    first = Trainer(cfg, device="cpu", run_dir=tmp_path / "two", should_stop=lambda: first.step >= 6)
+    assert first.run() == "stopped"
+    torch.manual_seed(99)
+    second = Trainer.resume(tmp_path / "two" / "step-00000006.pt", device="cpu", run_dir=tmp_path / "two")
+    assert second.step == 6 and second.run() == "completed"
+    assert states_equal(one.model.state_dict(), second.model.state_dict())
+    opt_a, opt_b = one.opt.state_dict()["state"], second.opt.state_dict()["state"]
+    assert all(states_equal(opt_a[k], opt_b[k]) for k in opt_a)
+
+
+def test_scurve_seed_trains_with_a_finite_loss_and_samples_points():
+    seen = []
+    tr = Trainer(seed_smoke(steps=6, log_every=2), device="cpu", on_event=seen.append)
+    assert tr.run() == "completed"
+    losses = [e.values["loss"] for e in seen if isinstance(e, Metrics)]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    grid = [e for e in seen if isinstance(e, Samples)][-1]
+    assert grid.data.shape == (8, 2) and grid.sampler == "ddpm" and grid.steps == 100
+
+
+def test_the_trainer_draws_antithetic_timesteps():
+    tr = Trainer(seed_smoke(steps=2), device="cpu")
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t, y=None):
+            seen.append(t.clone())
+            return self.net(x, t, y)
+
+    tr.model = Recorder(tr.net)
+    tr.run()
+    assert len(seen) == 2 and seen[0].shape == (15,) and not torch.equal(seen[0], seen[1])
+    for t in seen:
+        assert (t[:14].view(7, 2).sum(1) == 99).all()
+
+
 def test_events_tell_the_story_of_a_run(tmp_path, digits):
     events = []
     cfg = smoke(sample_every=6, checkpoint_every=4, keep_checkpoints=2)

@@ -323,6 +323,44 @@ def test_explore_noises_the_s_curve_and_plays_the_reverse_process_of_a_2d_run(tm
     drive(app, script)
 
 
+def test_explore_shows_the_reverse_process_of_a_2d_run_as_ten_panels(tmp_path):
+    cli = Cli(tmp_path / "experiments.db")
+    res = cli("run", "--preset", "scurve-seed", "--set", "steps=4", "--set", "log_every=2", "--set", "sample_every=0",
+              "--set", "checkpoint_every=0", "--set", "hidden=16", "--name", "toy")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    app = make_app(cli.db)
+
+    async def script(pilot):
+        from textual.widgets import Static
+
+        await pilot.press("e")
+        explore = app.screen
+        await until(pilot, lambda: explore.abar is not None, "the schedule and the S-curve to load")
+        assert not explore.query_one("#explore-panels").display
+        await pilot.press("n")
+        await until(pilot, lambda: explore.panels, "the panels from the child")
+        await pilot.pause()
+        assert [p.title for p in explore.panels] == [
+            "x_100",
+            "x_89",
+            "x_78",
+            "x_67",
+            "x_56",
+            "x_44",
+            "x_33",
+            "x_22",
+            "x_11",
+            "x_0",
+        ]
+        view = explore.query_one("#explore-panels", Static)
+        shown = str(view.render())
+        assert view.display and shown.count("\u250c") == 10 and "x_100" in shown and "x_0" in shown
+        assert 0 < view.region.height and view.region.bottom <= app.size.height - 1  # on screen, above the footer
+        assert "ddpm-100" in str(explore.query_one("#explore-panels-title", Static).render())
+
+    drive(app, script)
+
+
 def test_compare_lists_only_the_config_keys_that_differ(db):
     app = make_app(db)
 

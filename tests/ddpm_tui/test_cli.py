@@ -109,6 +109,30 @@ def test_sample_writes_png_and_npy_reproducibly(cli, tmp_path):
     assert res.exit_code == 1 and "always takes T=50 steps" in error_line(res)
 
 
+SEED_RUN = ["run", "--preset", "scurve-seed", "--name", "toy"] + [
+    f"--set={k}" for k in ("steps=4", "log_every=2", "sample_every=0", "checkpoint_every=0", "hidden=16")
+]
+
+
+def test_a_2d_trajectory_prints_ten_panels_from_x_T_to_x_0(cli):
+    """Not a terminal (the test runner's output), so --trajectory prints the panels instead of animating."""
+    assert cli(*SEED_RUN).exit_code == 0
+    titles = ["x_100", "x_89", "x_78", "x_67", "x_56", "x_44", "x_33", "x_22", "x_11", "x_0"]
+    for flag in ("--trajectory", "--panels"):
+        res = cli("sample", "toy", "--n", "32", flag)
+        assert res.exit_code == 0, res.output
+        words = [w for w in res.stdout.split() if re.fullmatch(r"x_\d+", w)]
+        assert words == titles
+        assert res.stdout.count("\u250c") == 10 and "32 samples from run 1 (toy)" in res.stdout and "ddpm-100" in res.stdout
+
+
+def test_panels_are_refused_for_an_image_run(cli):
+    assert cli("run", *FAST).exit_code == 0
+    res = cli("sample", "1", "--panels")
+    assert res.exit_code == 1 and "--panels: run 1 draws images" in error_line(res)
+    assert len(res.output.strip().splitlines()) == 1
+
+
 def test_two_seeds_share_no_sample_and_the_batch_never_matters(cli, tmp_path):
     """Each sample depends on (seed, index) alone: --seed 0 and --seed 1 share no image (the
     old per-batch seeds made them share all but one batch), and the first 4 of a draw of 8
