@@ -10,8 +10,8 @@ OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 CONDITIONS = ("none", "class")  # what a model is conditioned on
-DATASETS = ("mnist", "fashion", "scurve", "folder")
-MODELS = ("unet", "mlp")
+DATASETS = ("mnist", "fashion", "scurve", "folder", "sines", "seq")
+MODELS = ("unet", "mlp", "unet1d")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("constant", "linear", "cosine")
 # DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
@@ -19,3 +19,4 @@ LR_DECAYS = ("constant", "linear", "cosine")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0
+SEQUENCE_DATASETS = ("sines", "seq")  # 1-D sequences (C, L), trained with model=unet1d
