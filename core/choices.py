@@ -10,8 +10,8 @@ OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l2", "l1", "huber")
 SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 CONDITIONS = ("none", "class")  # what a model is conditioned on
-DATASETS = ("mnist", "fashion", "scurve", "folder")
-MODELS = ("unet", "mlp", "mlp_embed")
+DATASETS = ("mnist", "fashion", "scurve", "folder", "sines", "seq")
+MODELS = ("unet", "mlp", "mlp_embed", "unet1d")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("constant", "linear", "cosine")
 # How a batch's timesteps are drawn: uniform, or antithetic pairs t and T-1-t (the S-curve toy).
@@ -21,3 +21,4 @@ T_SAMPLINGS = ("uniform", "antithetic")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0
+SEQUENCE_DATASETS = ("sines", "seq")  # 1-D sequences (C, L), trained with model=unet1d

@@ -25,6 +25,7 @@ from core.choices import (
     OPTIMIZERS,
     SAMPLERS,
     SCHEDULES,
+    SEQUENCE_DATASETS,
     T_SAMPLINGS,
 )
 from core.errors import DDPMError
@@ -95,12 +96,19 @@ class RunConfig:
     eta: float = 0.0  # 0 deterministic DDIM, 1 DDPM's noise, above 1 extra noise (up to ETA_MAX)
     guidance: float = 1.0  # cond=class: 0 unconditional, 1 conditional, above 1 guided (up to GUIDANCE_MAX)
     clip_x0: bool = True
+    # 1-D sequences (dataset=sines or seq, model=unet1d; data_dir: seq's .npy file or folder)
+    seq_length: int = 128  # steps of a sequence; the U-Net halves it once per extra channel_mult level
+    seq_channels: int = 2  # values per step
 
     # ---- derived ---------------------------------------------------------------------
 
     @property
     def is_image(self) -> bool:
-        return self.dataset != "scurve"
+        return self.dataset in ("mnist", "fashion", "folder")
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.dataset in SEQUENCE_DATASETS
 
     @property
     def data_channels(self) -> int:
@@ -108,7 +116,9 @@ class RunConfig:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one training example: (C, H, W) for images, (2,) for points."""
+        """Shape of one training example: (C, H, W) for images, (C, L) for sequences, (2,) for points."""
+        if self.is_sequence:
+            return (self.seq_channels, self.seq_length)
         if not self.is_image:
             return (2,)
         return (self.data_channels, self.image_size, self.image_size)
@@ -221,7 +231,7 @@ def _one_of(errors: list[str], name: str, value: str, allowed: tuple[str, ...]) 
 
 # Training-set sizes known before any data is read, so that an impossible batch is refused
 # before a run is recorded (a folder's size is only known when the worker reads it).
-TRAIN_SIZES: dict[str, int] = {"mnist": 60_000, "fashion": 60_000, "scurve": 20_000}
+TRAIN_SIZES: dict[str, int] = {"mnist": 60_000, "fashion": 60_000, "scurve": 20_000, "sines": 8_000}
 
 
 POINT_MODELS = ("mlp", "mlp_embed")  # the networks for 2-D points
@@ -297,7 +307,7 @@ def _validate(c: RunConfig) -> list[str]:
         e.append(f"image_size: {c.dataset} images are 28x28; leave image_size at 28")
     if c.dataset == "scurve" and c.model not in POINT_MODELS:
         e.append("model: the scurve dataset is 2-D points; use model=mlp or mlp_embed")
-    if c.dataset != "scurve" and c.model in POINT_MODELS:
+    if c.dataset not in ("scurve", *SEQUENCE_DATASETS) and c.model in POINT_MODELS:
         e.append(f"model: {c.model} is for 2-D points; use model=unet for {c.dataset} images")
     known = TRAIN_SIZES.get(c.dataset)
     if known is not None and c.grad_accum >= 1 and c.batch_size // c.grad_accum > known:
@@ -306,6 +316,7 @@ def _validate(c: RunConfig) -> list[str]:
         e.append("eval_every: folder runs have no judge to evaluate them; leave eval_every at 0")
     if c.dataset == "folder" and not c.data_dir:
         e.append("data_dir: dataset=folder needs data_dir=PATH, a folder of images")
+    e.extend(_validate_sequences(c))
     if c.model == "unet" and c.channel_mult and c.image_size >= 4 and c.patch >= 1:
         size = c.image_size / c.patch
         levels = len(c.channel_mult) - 1
@@ -316,6 +327,32 @@ def _validate(c: RunConfig) -> list[str]:
                 f"channel_mult: {len(c.channel_mult)} levels halve a {int(size)}x{int(size)} map "
                 f"{levels} times, which does not divide evenly; use fewer levels or another patch"
             )
+    return e
+
+
+def _validate_sequences(c: RunConfig) -> list[str]:
+    """The 1-D fields: sequence data goes with the 1-D U-Net and back, and the U-Net's levels
+    must halve the length evenly (a remainder would misalign the skip connections)."""
+    e: list[str] = []
+    if c.is_sequence:
+        if c.model != "unet1d":
+            e.append(f"model: {c.dataset} is 1-D sequences; use model=unet1d")
+        if c.cond == "class":
+            e.append(f"cond: the {c.dataset} dataset has no classes; leave cond=none")
+        if c.dataset == "seq" and not c.data_dir:
+            e.append("data_dir: dataset=seq needs data_dir=PATH, a .npy file (N, C, L) or a folder of .npy/.csv sequences")
+    elif c.model == "unet1d":
+        e.append(f"model: unet1d is for 1-D sequences; use dataset=sines or dataset=seq (or model=unet for {c.dataset})")
+    if not 4 <= c.seq_length <= 65_536:
+        e.append(f"seq_length: {c.seq_length} is out of range; it must be between 4 and 65536")
+    elif c.model == "unet1d" and c.channel_mult and c.seq_length % 2 ** (len(c.channel_mult) - 1):
+        halvings = len(c.channel_mult) - 1
+        e.append(
+            f"seq_length {c.seq_length} cannot be halved {halvings} times (channel_mult has {len(c.channel_mult)} "
+            f"levels); use a multiple of {2**halvings}"
+        )
+    if not 1 <= c.seq_channels <= 64:
+        e.append(f"seq_channels: {c.seq_channels} is out of range; it must be between 1 and 64")
     return e
 
 
@@ -440,6 +477,26 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
         "sample_every": 1000,
         "checkpoint_every": 2000,
     },
+    # 1-D sequences: the built-in sines (2 channels x 128 steps) with the 1-D U-Net, a few
+    # CPU minutes. data_dir=PATH with dataset=seq trains the same recipe on your own sequences.
+    "sines": {
+        "dataset": "sines",
+        "model": "unet1d",
+        "seq_length": 128,
+        "seq_channels": 2,
+        "channels": 16,
+        "channel_mult": (1, 2, 2),
+        "num_res_blocks": 2,
+        "objective": "v",
+        "steps": 2000,
+        "batch_size": 64,
+        "warmup": 100,
+        "ema_decay": 0.995,
+        "sample_n": 8,
+        "sample_every": 500,
+        "checkpoint_every": 1000,
+        "eval_n": 500,
+    },
     # Seconds, for tests and for checking an install.
     "smoke": {
         "channels": 8,
@@ -466,6 +523,7 @@ PRESET_HELP = {
     "scurve": "2-D S-curve toy with an MLP: trains in seconds, good for seeing the math work",
     "scurve-seed": "the S-curve toy as written out: T=100 sigmoid betas, step-embedding MLP, antithetic t, Adam 1e-3",
     "folder": "your own folder of images at 32x32 RGB (set data_dir=PATH)",
+    "sines": "1-D sequences: random sines (2 channels x 128 steps) with a 1-D U-Net, a few CPU minutes",
     "smoke": "a tiny run that finishes in seconds, for tests and install checks",
 }
 

@@ -9,11 +9,15 @@ exactly the batches it would have seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from core.config import TRAIN_SIZES, ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from core.sequences import SeqScale
 from core.sources import S_CURVE_NOISE, DataError, folder_classes, load_fashion_mnist, load_folder, load_mnist, s_curve_points
 
 # ---- the 2-D S-curve -------------------------------------------------------------------
@@ -41,10 +45,12 @@ def distance_to_s_curve(points: torch.Tensor, resolution: int = 4000) -> torch.T
 
 @dataclass
 class TensorDataset:
-    """A whole dataset as one tensor. Images are uint8 (N, C, H, W); points float32 (N, 2)."""
+    """A whole dataset as one tensor. Images are uint8 (N, C, H, W); points float32 (N, 2);
+    sequences float32 (N, C, L) already in [-1, 1], with the ``scale`` that maps them back."""
 
     data: torch.Tensor
     labels: torch.Tensor | None = None
+    scale: SeqScale | None = None
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -55,7 +61,7 @@ class TensorDataset:
 
     def to(self, device: torch.device | str) -> TensorDataset:
         labels = self.labels.to(device) if self.labels is not None else None
-        return TensorDataset(self.data.to(device), labels)
+        return TensorDataset(self.data.to(device), labels, self.scale)
 
     @property
     def nbytes(self) -> int:
@@ -122,6 +128,13 @@ def load_dataset(cfg: RunConfig, split: str = "train") -> TensorDataset:
         x, y = load_fashion_mnist(split)
     elif cfg.dataset == "scurve":
         return TensorDataset(make_s_curve(TRAIN_SIZES["scurve"], seed=0 if split == "train" else 1))
+    elif cfg.is_sequence:
+        from core.sequences import load_sequences
+
+        seq = load_sequences(cfg)
+        return TensorDataset(
+            torch.from_numpy(seq.scale.to_model(seq.train if split == "train" else seq.held_out)), scale=seq.scale
+        )
     elif cfg.dataset == "folder":
         images = torch.from_numpy(load_folder(cfg.data_dir, cfg.image_size, cfg.image_channels))
         labels = torch.from_numpy(folder_classes(cfg.data_dir)[0]) if cfg.cond == "class" else None

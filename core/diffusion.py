@@ -202,6 +202,6 @@ def sample_noise(shape, *, generator: torch.Generator | None, device, offset_noi
     that lets a model learn to change an image's mean brightness.
     """
     eps = torch.randn(shape, generator=generator, device=device)
-    if offset_noise > 0 and len(shape) == 4:
-        eps = eps + offset_noise * torch.randn(shape[0], shape[1], 1, 1, generator=generator, device=device)
+    if offset_noise > 0 and len(shape) >= 3:  # images (B, C, H, W) and sequences (B, C, L)
+        eps = eps + offset_noise * torch.randn(*shape[:2], *[1] * (len(shape) - 2), generator=generator, device=device)
     return eps

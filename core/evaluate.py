@@ -16,6 +16,10 @@ Loss says little about samples, so every image run can be judged offline:
 
 For the 2-D S-curve: the mean distance of samples to the curve, and the sliced Wasserstein
 distance to fresh curve points (floor: fresh points against other fresh points).
+
+For 1-D sequences (:func:`sequence_figures`): the sliced Wasserstein distance to the held-out
+split, and for the sines the spread of fitted frequencies and amplitudes against the held-out
+data's (floor: as many training sequences against the held-out split).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.checkpoint import load_checkpoint
+from core.choices import SEQUENCE_DATASETS
 from core.errors import DDPMError
 
 JUDGE_DIR = Path(__file__).resolve().parent / "assets" / "judge"
@@ -42,6 +47,8 @@ CONFIDENT = 0.9
 FEATURES = 128
 IMAGE_FIGURES = ("fid", "kid", "kid_std", "confident", "class_entropy")
 POINT_FIGURES = ("curve_distance", "swd")
+SEQUENCE_FIGURES = ("swd", "freq_w1", "amp_w1")  # freq_w1 and amp_w1 for the sines only
+EVALUATED = (*JUDGED, "scurve", *SEQUENCE_DATASETS)  # the datasets `ddpm eval` and --eval-every can judge
 
 
 class EvalError(DDPMError):
@@ -308,12 +315,18 @@ def image_evaluator(dataset: str, device: str | torch.device = "cpu") -> ImageEv
 
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
-    """Mean over random directions of the 1-D Wasserstein-1 distance between projections."""
+    """Mean over random directions of the 1-D Wasserstein-1 distance between projections.
+    Sets of different sizes are compared through their quantile functions on a common grid
+    (which, for equal sizes, is the same as pairing the sorted projections)."""
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(a.shape[1], projections, generator=g, dtype=torch.float64)
     dirs /= dirs.norm(dim=0, keepdim=True)
     pa = (a.double() @ dirs).sort(dim=0).values
     pb = (b.double() @ dirs).sort(dim=0).values
+    if len(pa) != len(pb):
+        k = 2 * max(len(pa), len(pb))
+        q = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+        pa, pb = pa[(q * len(pa)).long()], pb[(q * len(pb)).long()]
     return float((pa - pb).abs().mean())
 
 
@@ -328,6 +341,45 @@ def point_figures(points: np.ndarray | torch.Tensor, seed: int = 0) -> dict[str,
     return {"curve_distance": float(distance_to_s_curve(p).mean()), "swd": sliced_wasserstein(p, fresh, seed=seed)}
 
 
+def sequence_figures(samples: np.ndarray, held_out: np.ndarray, scale, dataset: str, seed: int = 0) -> dict[str, float]:
+    """Sequence figures against the held-out split: ``swd``, the sliced Wasserstein distance
+    of whole sequences (scaled to [-1, 1] by the training range, so figures of different data
+    read alike); for the sines also ``freq_w1`` and ``amp_w1``, the 1-D Wasserstein distances
+    between the samples' and the held-out data's fitted frequencies (cycles per sequence) and
+    amplitudes (per channel), which say whether the spread of sines is drawn, not one sine."""
+    from core.sequences import amplitude, peak_frequency, wasserstein_1d
+
+    x = np.asarray(samples)
+    if x.ndim != 3 or x.shape[1:] != held_out.shape[1:] or len(x) < 2:
+        raise EvalError(f"{dataset} evaluation needs sequences of shape (N, {held_out.shape[1]}, {held_out.shape[2]}) "
+                        f"with N >= 2, got {tuple(x.shape)}")  # fmt: skip
+    if not np.isfinite(x).all():
+        raise EvalError("the samples hold NaN or infinite values; the run has diverged (lower lr and train again)")
+    a = torch.from_numpy(scale.to_model(x).reshape(len(x), -1))
+    b = torch.from_numpy(scale.to_model(held_out).reshape(len(held_out), -1))
+    figs = {"swd": sliced_wasserstein(a, b, seed=seed)}
+    if dataset == "sines":
+        figs["freq_w1"] = wasserstein_1d(peak_frequency(x), peak_frequency(held_out))
+        figs["amp_w1"] = wasserstein_1d(amplitude(x), amplitude(held_out))
+    return figs
+
+
+def _sequence_evaluation(samples: np.ndarray, config, floor: bool, seed: int) -> Evaluation:
+    """Samples against the held-out split; the floor is as many training sequences against it."""
+    from core.sequences import load_sequences
+
+    if config is None or not config.is_sequence:
+        raise EvalError("judging sequences needs the run's config (config=...)")
+    data = load_sequences(config)
+    n = int(len(samples))
+    figs = sequence_figures(samples, data.held_out, data.scale, config.dataset, seed)
+    base = {}
+    if floor:
+        pick = np.sort(np.random.default_rng(seed).permutation(len(data.train))[: min(n, len(data.train))])
+        base = sequence_figures(data.train[pick], data.held_out, data.scale, config.dataset, seed)
+    return Evaluation(config.dataset, n, figs, base)
+
+
 def evaluate(
     samples: np.ndarray,
     dataset: str,
@@ -336,10 +388,14 @@ def evaluate(
     floor: bool = True,
     seed: int = 0,
     labels: list[int] | None = None,
+    config=None,
 ) -> Evaluation:
-    """Figures (and the floor) for samples of a dataset: uint8 images or float32 points;
-    ``labels`` (the class each sample was asked for) adds class accuracy."""
+    """Figures (and the floor) for samples of a dataset: uint8 images, float32 points, or
+    float32 sequences in the data's units (which need the run's ``config``, to find its
+    held-out split); ``labels`` (the class each sample was asked for) adds class accuracy."""
     n = int(len(samples))
+    if dataset in SEQUENCE_DATASETS:
+        return _sequence_evaluation(samples, config, floor, seed)
     if dataset == "scurve":
         figs = point_figures(samples, seed)
         base = point_figures(_s_curve(n, seed), seed) if floor else {}

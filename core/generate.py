@@ -30,6 +30,7 @@ from core.ema import ema_weights
 from core.models import build_model, place_model
 from core.samplers import SampleResult, sample
 from core.sampling_spec import SamplingError, SamplingSpec, balanced_labels, resolve_spec, sample_labels
+from core.sequences import SeqScale
 
 
 def generate(
@@ -112,15 +113,29 @@ def guided(net: torch.nn.Module, y: torch.Tensor | None, w: float | None, null: 
     return model
 
 
-def to_numpy(x: torch.Tensor, cfg: RunConfig) -> np.ndarray:
-    """Samples as the store keeps them: uint8 images or float32 points."""
+def to_numpy(x: torch.Tensor, cfg: RunConfig, scale: SeqScale | None = None) -> np.ndarray:
+    """Samples as the store keeps them: uint8 images, float32 points, or float32 sequences in
+    the data's own units (``scale``, the training range a checkpoint records; none: as drawn)."""
     if cfg.is_image:
         return to_uint8(x.cpu()).numpy()
+    if cfg.is_sequence and scale is not None:
+        return scale.to_original(x.float().cpu().numpy())
     return x.float().cpu().numpy()
+
+
+def checkpoint_scale(state: dict) -> SeqScale | None:
+    """The training range a sequence run's checkpoint records (None for other runs)."""
+    d = state.get("data_scale")
+    return SeqScale.from_dict(d) if d else None
 
 
 def load_for_sampling(path: Path | str, device: torch.device, use_ema: bool = True):
     """(network, diffusion, config, step) from a checkpoint, on ``device``, ready to sample."""
+    return _load(path, device, use_ema)[:4]
+
+
+def _load(path: Path | str, device: torch.device, use_ema: bool = True):
+    """:func:`load_for_sampling` and the checkpoint's sequence scale."""
     state = load_checkpoint(path)
     try:
         cfg = RunConfig.from_dict(state["config"])
@@ -129,14 +144,14 @@ def load_for_sampling(path: Path | str, device: torch.device, use_ema: bool = Tr
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} does not hold a usable model: {str(e).splitlines()[0][:200]}") from None
     net = place_model(net, device).eval()
-    return net, Diffusion.from_schedule(cfg.schedule, cfg.T, device), cfg, int(state["step"])
+    return net, Diffusion.from_schedule(cfg.schedule, cfg.T, device), cfg, int(state["step"]), checkpoint_scale(state)
 
 
 @dataclass
 class Drawn:
     """Samples drawn from a checkpoint, as the faces show and save them."""
 
-    data: np.ndarray  # uint8 (N, C, H, W) images or float32 (N, 2) points
+    data: np.ndarray  # uint8 (N, C, H, W) images, float32 (N, 2) points or (N, C, L) sequences in the data's units
     frames: list[np.ndarray]  # the denoising of the first batch, x_t as stored data, oldest first
     timesteps: list[int]
     cfg: RunConfig
@@ -165,7 +180,7 @@ def draw(
     :class:`~core.sampling_spec.SamplingError` if that run cannot honour it), since the
     sample job gets it from the command line."""
     dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
-    net, diffusion, cfg, step = load_for_sampling(path, dev)
+    net, diffusion, cfg, step, scale = _load(path, dev)
     spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance)
     labels = sample_labels(cfg, n, classes)
     t0 = time.perf_counter()
@@ -173,8 +188,10 @@ def draw(
     seconds = time.perf_counter() - t0
 
     def stored(x: torch.Tensor) -> np.ndarray:
-        return to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg)
+        return to_numpy(x.clamp(-1, 1) if cfg.is_image else x, cfg, scale)
 
     frames = [stored(x) for x in res.xt]
     start = stored(res.start) if res.start is not None else None
-    return Drawn(to_numpy(res.x, cfg), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds, labels, start)
+    return Drawn(
+        to_numpy(res.x, cfg, scale), frames, list(res.timesteps), cfg, step, spec, seed, str(dev), seconds, labels, start
+    )

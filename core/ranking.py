@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Figures where a smaller value is better; every other figure (confident share, class
 # accuracy and entropy, images per second) is better higher.
-LOWER_IS_BETTER = frozenset({"fid", "kid", "kid_std", "curve_distance", "swd", "loss", "elapsed_s"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "kid_std", "curve_distance", "swd", "freq_w1", "amp_w1", "loss", "elapsed_s"})
 
 
 def lower_is_better(name: str) -> bool:

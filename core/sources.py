@@ -175,6 +175,10 @@ def check_available(cfg: RunConfig) -> None:
     Fashion-MNIST that is not on disk passes: torchvision may still download it."""
     if cfg.dataset == "mnist" and not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         raise DataError(f"the MNIST files are missing from {MNIST_DIR}; reinstall ddpm-tui")
+    if cfg.dataset == "seq":
+        from core.sequences import check_shape, read_sequences
+
+        check_shape(read_sequences(cfg.data_dir), cfg)
     if cfg.dataset == "folder":
         list_images(cfg.data_dir)
         if cfg.cond == "class":

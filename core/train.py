@@ -52,7 +52,8 @@ class Metrics:
 
 @dataclass
 class Samples:
-    """Images as uint8 (N, C, H, W), or 2-D points as float32 (N, 2)."""
+    """Images as uint8 (N, C, H, W), 2-D points as float32 (N, 2), or sequences as float32
+    (N, C, L) in the data's own units."""
 
     step: int
     data: np.ndarray
@@ -225,6 +226,7 @@ class Trainer:
 
         data = dataset if dataset is not None else load_dataset(cfg)
         check_fits(cfg, len(data))
+        self.scale = data.scale  # a sequence run's training range: samples go back to the data's units
         self.micro_batch = cfg.batch_size // cfg.grad_accum  # the global micro-batch
         self.local_batch = self.micro_batch // group.world_size  # this rank's slice of it
         self.data_placement = self._placement(data, data_placement)
@@ -299,6 +301,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.opt.state_dict(),
             "rng": rng,
+            "data_scale": self.scale.as_dict() if self.scale is not None else None,
             "torch_version": str(torch.__version__),
         }
 
@@ -534,7 +537,7 @@ class Trainer:
         spec = resolve_spec(self.cfg)
         labels = sample_labels(self.cfg, self.cfg.sample_n, None)
         res = self.sample(self.cfg.sample_n, spec, labels=labels)
-        event = Samples(self.step, to_numpy(res.x, self.cfg), spec, labels)
+        event = Samples(self.step, to_numpy(res.x, self.cfg, self.scale), spec, labels)
         self.on_event(event)
         return event
 
@@ -551,7 +554,7 @@ class Trainer:
         t0 = time.perf_counter()
         labels = sample_labels(cfg, n, None)  # a conditional run is judged on every class alike
         res = self.sample(n, spec, seed=seed, labels=labels)
-        ev = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=self.device, seed=seed, labels=labels)
+        ev = evaluate(to_numpy(res.x, cfg, self.scale), cfg.dataset, device=self.device, seed=seed, labels=labels, config=cfg)
         event = Evaluated(self.step, n, spec, seed, ev.figures, ev.floor, time.perf_counter() - t0, ev.detail)
         self.on_event(event)
         return event

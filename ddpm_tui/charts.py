@@ -1,4 +1,4 @@
-"""Loss curves and point clouds as terminal charts (plotext), for the CLI.
+"""Loss curves, point clouds and 1-D sequences as terminal charts (plotext), for the CLI.
 
 The dashboard draws the same series with textual-plotext widgets; the series preparation
 (:func:`smooth`, :func:`thin`) is shared so both faces show the same curves.
@@ -98,6 +98,42 @@ def points_chart(points, *, width: int = 60, height: int = 20, color: bool = Tru
     plt.ylim(-1.6, 1.6)
     if title:
         plt.title(title)
+    out = plt.build()
+    plt.clear_figure()
+    return out
+
+
+SEQUENCES_SHOWN = 4  # sequences drawn per channel: more become a tangle at terminal resolution
+
+
+def sequences_chart(
+    data,
+    *,
+    width: int = 80,
+    height: int | None = None,
+    color: bool = True,
+    title: str | None = None,
+    per_channel: int = SEQUENCES_SHOWN,
+) -> str:
+    """Sequences (N, C, L) as line plots, one panel per channel (of 4 at most), the first
+    ``per_channel`` sequences in each, in the data's own units; ``height`` (default 10 lines
+    a channel) is shared between the panels."""
+    import plotext as plt
+
+    channels = min(4, int(data.shape[1]))
+    length = int(data.shape[2])
+    height = height or 10 * channels
+    xs = list(range(length))
+    plt.clear_figure()
+    plt.subplots(channels, 1)
+    plt.main().plotsize(max(20, width), max(6 * channels, height))  # the figure's size, shared by its panels
+    for c in range(channels):
+        plt.subplot(c + 1, 1)
+        plt.theme("pro" if color else "clear")
+        for i in range(min(per_channel, len(data))):
+            plt.plot(xs, [float(v) for v in data[i, c]], marker="braille", color=COLORS[i % len(COLORS)] if color else None)
+        label = f"channel {c}" + (f" of {data.shape[1]}" if data.shape[1] > channels and c == channels - 1 else "")
+        plt.title(f"{title}: {label}" if title and c == 0 else label)
     out = plt.build()
     plt.clear_figure()
     return out

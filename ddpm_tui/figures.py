@@ -25,7 +25,9 @@ FIGURE_HELP = {
     "class_accuracy": "share the judge reads, confidently, as the class asked for; higher is better",
     "class_accuracy_min": "the worst class's class accuracy",
     "curve_distance": "mean distance of samples to the S-curve; lower is better",
-    "swd": "sliced Wasserstein distance to fresh curve points; lower is better",
+    "swd": "sliced Wasserstein distance to fresh curve points (sequences: to held-out ones); lower is better",
+    "freq_w1": "Wasserstein distance of fitted frequencies to held-out sines' (cycles); lower is better",
+    "amp_w1": "Wasserstein distance of fitted amplitudes to held-out sines'; lower is better",
 }
 PERCENTAGES = {"confident", "class_accuracy", "class_accuracy_min"}
 

@@ -143,3 +143,40 @@ def grid_size(n: int, mode: str, height: int, width: int, term_width: int, gutte
     per_row = max(1, (max(term_width, cw) + gutter) // (cw + gutter))
     rows = -(-n // per_row)
     return min(n, per_row) * (cw + gutter) - gutter, rows * ch + max(0, rows - 1)
+
+
+def is_sequences(data) -> bool:
+    """Float (N, C, L) arrays are 1-D sequences; images are uint8 and points (N, 2)."""
+    return data.ndim == 3 and data.dtype.kind == "f"
+
+
+def is_chart(data) -> bool:
+    """Samples drawn as a chart (points, sequences), which fills the height it is given, rather
+    than as a grid of images, whose height follows from its width."""
+    return data.ndim == 2 or is_sequences(data)
+
+
+def samples_art(
+    data,
+    mode: str,
+    *,
+    width: int,
+    height: int | None = None,
+    max_rows: int | None = None,
+    per_row: int | None = None,
+    title: str | None = None,
+    color: bool | None = None,
+) -> Text:
+    """Any samples as terminal art: the one place the CLI (``samples_view``) and the dashboard
+    (``ArtView``) choose how to draw them. Images as a grid (``per_row`` a row, ``max_rows``
+    rows at most), 2-D points as a scatter, sequences (N, C, L) as line plots per channel;
+    charts are ``height`` lines tall (default: their own), in ``color`` (default: unless the
+    mode is ``ascii``)."""
+    from ddpm_tui.charts import points_chart, sequences_chart
+
+    color = mode != "ascii" if color is None else color
+    if data.ndim == 2:
+        return Text.from_ansi(points_chart(data, width=max(20, width), height=max(6, height or 20), color=color, title=title))
+    if is_sequences(data):
+        return Text.from_ansi(sequences_chart(data, width=max(20, width), height=height, color=color, title=title))
+    return grid(data, mode, width=max(1, width), max_rows=max_rows, per_row=per_row)

@@ -1,4 +1,5 @@
-"""Samples written to disk: ``.npy`` arrays, or a ``.png`` grid (a scatter for 2-D points).
+"""Samples written to disk: ``.npy`` arrays, or a ``.png`` grid (a scatter for 2-D points,
+line plots for 1-D sequences).
 
 ``ddpm sample --out`` and the dashboard's Save both write through :func:`write_samples`, so a
 file saved from either looks the same. Only numpy and Pillow: saving from the dashboard must
@@ -51,10 +52,32 @@ def points_image(points, size: int = 512):
     return img
 
 
+def sequences_image(data, shown: int = 8, width: int = 640, panel: int = 160):
+    """Sequences (N, C, L) as line plots on white, one panel per channel (each spanning its own
+    range), the first ``shown`` sequences in shades of grey."""
+    from PIL import Image, ImageDraw
+
+    x = np.asarray(data, dtype=np.float64)[:shown]
+    channels, length = x.shape[1], x.shape[2]
+    img = Image.new("L", (width, panel * channels), 255)
+    draw = ImageDraw.Draw(img)
+    for c in range(channels):
+        lo, hi = float(x[:, c].min()), float(x[:, c].max())
+        span = hi - lo or 1.0
+        top = c * panel
+        draw.line([(0, top + panel - 1), (width, top + panel - 1)], fill=200)
+        for i, seq in enumerate(x[:, c]):
+            px = np.arange(length) / max(1, length - 1) * (width - 1)
+            py = top + 4 + (1 - (seq - lo) / span) * (panel - 9)
+            draw.line(list(zip(px.tolist(), py.tolist())), fill=int(160 * i / max(1, len(x) - 1)), width=1)
+    return img
+
+
 def write_samples(out: Path, data, per_row: int | None = None) -> None:
-    """``.npy``: uint8 (N, H, W) for gray, (N, C, H, W) for colour, float32 (N, 2) for points;
-    ``.png``: a grid, ``per_row`` images a row (see :func:`image_grid`), or a scatter of the
-    points. Written atomically."""
+    """``.npy``: uint8 (N, H, W) for gray, (N, C, H, W) for colour, float32 (N, 2) for points,
+    float32 (N, C, L) for sequences (in the data's own units); ``.png``: a grid, ``per_row``
+    images a row (see :func:`image_grid`), a scatter of the points, or line plots of the
+    sequences. Written atomically."""
     buf = io.BytesIO()
     if out.suffix.lower() == ".npy":
         arr = data[:, 0] if data.ndim == 4 and data.shape[1] == 1 else data
@@ -62,6 +85,11 @@ def write_samples(out: Path, data, per_row: int | None = None) -> None:
     else:
         from PIL import Image
 
-        img = points_image(data) if data.ndim == 2 else Image.fromarray(image_grid(data, per_row=per_row))
+        if data.ndim == 2:
+            img = points_image(data)
+        elif data.ndim == 3 and data.dtype.kind == "f":
+            img = sequences_image(data)
+        else:
+            img = Image.fromarray(image_grid(data, per_row=per_row))
         img.save(buf, format="PNG")
     atomic_write_bytes(out, buf.getvalue())

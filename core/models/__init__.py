@@ -8,6 +8,7 @@ from torch import nn
 from core.config import RunConfig
 from core.models.mlp import MLP, EmbedMLP
 from core.models.unet import UNet
+from core.models.unet1d import UNet1D
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
@@ -17,6 +18,11 @@ def build_model(cfg: RunConfig) -> nn.Module:
         return MLP(dim=2, hidden=cfg.hidden, depth=cfg.depth)
     if cfg.model == "mlp_embed":
         return EmbedMLP(dim=2, hidden=cfg.hidden, depth=cfg.depth, T=cfg.T)
+    if cfg.model == "unet1d":
+        return UNet1D(
+            length=cfg.seq_length, in_channels=cfg.seq_channels, channels=cfg.channels, channel_mult=tuple(cfg.channel_mult),
+            num_res_blocks=cfg.num_res_blocks, attn_resolutions=tuple(cfg.attn_resolutions), dropout=cfg.dropout,
+        )  # fmt: skip
     net = UNet(
         image_size=cfg.image_size,
         in_channels=cfg.data_channels,
@@ -49,4 +55,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["build_model", "place_model", "count_parameters", "UNet", "MLP", "EmbedMLP"]
+__all__ = ["build_model", "place_model", "count_parameters", "UNet", "UNet1D", "MLP", "EmbedMLP"]

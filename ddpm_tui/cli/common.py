@@ -226,20 +226,18 @@ def samples_view(
     per_row: int | None = None,
     width: int | None = None,
 ):
-    """Images as a grid of art (``per_row`` a row: one class a row for a conditional run), or
-    2-D points as a scatter, ``width`` cells wide at most (default the console's: two grids
-    side by side take half each)."""
-    from rich.text import Text
+    """Images as a grid of art (``per_row`` a row: one class a row for a conditional run),
+    2-D points as a scatter, or sequences as line plots per channel, ``width`` cells wide at
+    most (default the console's: two grids side by side take half each)."""
+    from ddpm_tui.render import is_sequences, samples_art
 
     width = min(width or console.width, console.width)
-    if data.ndim == 2:  # points
-        from ddpm_tui.charts import points_chart
-
-        chart = points_chart(data, width=min(width, 70), height=20, color=console.color_system is not None, title=title)
-        return Text.from_ansi(chart)
-    from ddpm_tui.render import grid
-
-    return grid(data, art_mode(console, art), width=width, max_rows=max_rows, per_row=per_row)
+    mode, color = art_mode(console, art), console.color_system is not None
+    if data.ndim == 2:  # points: a square-ish scatter
+        width = min(width, 70)
+    elif is_sequences(data):
+        width = min(width, 100)
+    return samples_art(data, mode, width=width, max_rows=max_rows, per_row=per_row, title=title, color=color)
 
 
 def run_doc(store: Store, run: Run) -> dict:

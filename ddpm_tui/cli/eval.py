@@ -57,16 +57,16 @@ def eval_cmd(
     as the class asked for.
     """
     from core.config import RunConfig
-    from core.evaluate import JUDGED, check_memory
+    from core.evaluate import EVALUATED, check_memory
     from core.sampling_spec import Protocol, resolve_spec, sample_labels
     from core.store import open_store
 
     scales = _scales(guidance)
     with open_store(db, write=True) as store:
         run = store.get_run(run_ref)
-        if run.dataset not in (*JUDGED, "scurve"):
+        if run.dataset not in EVALUATED:
             raise UserError(
-                f"run {run.id} trains on {run.dataset!r}, which has no judge; evaluation covers {', '.join(JUDGED)} and scurve"
+                f"run {run.id} trains on {run.dataset!r}, which has no judge; evaluation covers {', '.join(EVALUATED)}"
             )
         specs = [resolve_spec(run.config, sampler.value if sampler else None, steps, eta, w) for w in scales]
         check_memory(n, RunConfig.from_dict(run.config).sample_shape)
@@ -81,7 +81,7 @@ def eval_cmd(
     for spec in specs:
         t0 = time.perf_counter()
         drawn = draw(ck.path, n, spec, seed=seed, device=device)
-        ev = evaluate(drawn.data, drawn.cfg.dataset, device=drawn.device, seed=seed, labels=labels)
+        ev = evaluate(drawn.data, drawn.cfg.dataset, device=drawn.device, seed=seed, labels=labels, config=drawn.cfg)
         seconds = time.perf_counter() - t0
         protocol = Protocol(spec, n, seed)
         with open_store(db_path, write=True) as store:

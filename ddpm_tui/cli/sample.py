@@ -53,7 +53,10 @@ def sample_cmd(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Write FILE.png (a grid) or FILE.npy (uint8 images, or float32 points)", show_default=False
+            "--out",
+            "-o",
+            help="Write FILE.png (a grid) or FILE.npy (uint8 images, float32 points, float32 (N, C, L) sequences in the data's units)",
+            show_default=False,
         ),
     ] = None,
     trajectory: Annotated[

@@ -127,6 +127,8 @@ class ExploreScreen(DataScreen):
         from core.config import RunConfig
 
         cfg = RunConfig.from_dict(run.config)
+        if cfg.is_sequence:
+            raise ValueError("the explore screen shows images and S-curve points, not 1-D sequences")
         if cfg.dataset == "scurve":
             return sources.s_curve_preview(POINTS, seed=0)
 

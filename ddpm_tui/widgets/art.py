@@ -1,7 +1,7 @@
 """Sample grids as terminal art that reflow to the widget's width.
 
-The art itself comes from :mod:`ddpm_tui.render` (images) and :mod:`ddpm_tui.charts`
-(2-D points), exactly as the CLI draws it; this widget only decides how wide to draw and
+The art itself comes from :func:`ddpm_tui.render.samples_art` (image grids, 2-D point
+scatters, 1-D sequence line plots), exactly as the CLI draws it; this widget only decides how wide to draw and
 caches the result, because a 64-digit half-block grid costs tens of milliseconds to build and
 Textual may render a widget many times while nothing changed.
 """
@@ -21,8 +21,8 @@ ART_MODES = ("half", "braille", "ascii")
 
 
 class ArtView(Widget):
-    """Images ``(N, C, H, W)`` as a grid of half blocks/braille/ASCII, or points ``(N, 2)`` as a
-    scatter. Re-renders at the new width on resize, so a wider terminal shows more per row."""
+    """Images ``(N, C, H, W)`` as a grid of half blocks/braille/ASCII, points ``(N, 2)`` as a
+    scatter, or sequences ``(N, C, L)`` as line plots. Re-renders at the new width on resize, so a wider terminal shows more per row."""
 
     def __init__(
         self,
@@ -61,7 +61,10 @@ class ArtView(Widget):
 
     @property
     def is_points(self) -> bool:
-        return self._data is not None and self._data.ndim == 2
+        """Whether the samples are drawn as a chart (points or sequences) that fills its height."""
+        from ddpm_tui.render import is_chart
+
+        return self._data is not None and is_chart(self._data)
 
     def _art(self, width: int, height: int) -> Text:
         key = (id(self._data), width, height if self.is_points else 0, self.mode, self.max_rows, self.per_row)
@@ -69,16 +72,12 @@ class ArtView(Widget):
             return self._cache[1]
         if self._data is None or len(self._data) == 0:
             art = Text(self.placeholder, style="dim")
-        elif self.is_points:
-            from ddpm_tui.charts import points_chart
-
-            art = Text.from_ansi(
-                points_chart(self._data, width=max(20, width), height=max(6, height), color=self.mode != "ascii")
-            )
         else:
-            from ddpm_tui.render import grid
+            from ddpm_tui.render import samples_art
 
-            art = grid(self._data, self.mode, width=max(1, width), max_rows=self.max_rows, per_row=self.per_row)
+            art = samples_art(
+                self._data, self.mode, width=width, height=max(6, height), max_rows=self.max_rows, per_row=self.per_row
+            )
         self._cache = (key, art)
         return art
 

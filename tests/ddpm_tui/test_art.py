@@ -27,3 +27,26 @@ def test_a_long_placeholder_wraps_instead_of_being_cut():
             assert " ".join(lines) == TEXT, lines
 
     asyncio.run(main())
+
+
+class SequenceArt(App):
+    CSS = "ArtView { width: 50; height: 20; }"
+
+    def compose(self) -> ComposeResult:
+        yield ArtView()
+
+
+def test_sequences_fill_the_widget_as_line_plots():
+    import numpy as np
+
+    async def main():
+        app = SequenceArt()
+        async with app.run_test(size=(60, 24)) as pilot:
+            art = app.query_one(ArtView)
+            art.set_data(np.sin(np.linspace(0, 6, 2 * 2 * 32)).reshape(2, 2, 32).astype(np.float32))
+            await pilot.pause()
+            lines = [art.render_line(y).text for y in range(art.size.height)]
+            assert art.is_points and art.size.height == 20
+            assert any("channel 0" in line for line in lines) and any("channel 1" in line for line in lines)
+
+    asyncio.run(main())

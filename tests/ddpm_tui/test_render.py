@@ -95,3 +95,23 @@ def test_smoothed_loss_follows_a_short_curve_and_calms_a_long_one():
     tail = smooth(noisy)[-500:]
     assert max(tail) - min(tail) < 0.5 * (max(noisy) - min(noisy))
     assert abs(sum(tail) / len(tail) - 0.03) < 0.002
+
+
+def test_sequences_are_drawn_as_line_plots_one_panel_per_channel():
+    import math
+
+    import numpy as np
+
+    from ddpm_tui.render import is_chart, is_sequences, samples_art
+
+    t = np.arange(64) / 64
+    seqs = np.stack([np.stack([np.sin(2 * math.pi * (1 + i) * t), 5 + np.cos(2 * math.pi * t)]) for i in range(6)])
+    seqs = seqs.astype(np.float32)
+    assert is_sequences(seqs) and is_chart(seqs) and not is_sequences(np.zeros((2, 28, 28), np.uint8))
+    art = samples_art(seqs, "ascii", width=60, height=24)
+    lines = art.plain.rstrip("\n").splitlines()
+    assert 22 <= len(lines) <= 24 and max(len(line) for line in lines) == 60
+    assert "channel 0" in art.plain and "channel 1" in art.plain
+    assert any(0x2800 < ord(ch) <= 0x28FF for ch in art.plain)  # braille lines
+    assert "6.00" in art.plain or "5.9" in art.plain  # the second channel's own units on its axis
+    assert "\x1b" not in art.plain and not art.spans  # ascii: no colour

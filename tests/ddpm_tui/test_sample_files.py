@@ -71,6 +71,19 @@ def test_npy_drops_the_gray_channel_and_points_stay_float(tmp_path):
         assert img.size == (512, 512) and img.mode == "L"
 
 
+def test_sequences_stay_float_in_npy_and_are_line_plots_in_png(tmp_path):
+    seqs = (100 + np.random.default_rng(0).normal(size=(3, 2, 40))).astype(np.float32)
+    write_samples(tmp_path / "s.npy", seqs)
+    got = np.load(tmp_path / "s.npy")
+    assert got.dtype == np.float32 and got.shape == (3, 2, 40)
+    np.testing.assert_array_equal(got, seqs)
+    write_samples(tmp_path / "s.png", seqs)
+    with Image.open(tmp_path / "s.png") as img:
+        pixels = np.asarray(img)
+        assert img.mode == "L" and img.size == (640, 320)
+        assert (pixels[:160] < 200).any() and (pixels[160:] < 200).any()  # a line in each channel's panel
+
+
 def test_saving_a_png_does_not_import_torch(tmp_path):
     """The dashboard saves through this module: it must not load torch to write a file."""
     code = (
