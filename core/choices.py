@@ -18,6 +18,8 @@ LR_DECAYS = ("constant", "linear", "cosine")
 T_SAMPLINGS = ("uniform", "antithetic")
 # DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
 # (capped per step at the timestep's own variance, so large values all become the same sampler).
+# DPM-Solver++'s: 0 is the ODE solver, 1 the reverse SDE, more draws more of each step's noise fresh.
+ETA_SAMPLERS = ("ddim", "dpmpp2m")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", required=True, type=int, help="how many samples")
     ap.add_argument("--sampler", required=True, help=" or ".join(SAMPLERS))
     ap.add_argument("--steps", required=True, type=int, help="network calls (T for ddpm)")
-    ap.add_argument("--eta", required=True, type=float, help="ddim's noise scale (1 for ddpm, 0 for dpmpp2m)")
+    ap.add_argument("--eta", required=True, type=float, help="ddim's or dpmpp2m's noise (1 for ddpm)")
     ap.add_argument("--guidance", type=float, default=None, help="a conditional run's guidance [default: the run's]")
     ap.add_argument(
         "--class", dest="classes", type=int, action="append", default=None, help="a class to draw, repeatable [default: all]"

@@ -189,6 +189,7 @@ def dpmpp2m_sample(
     *,
     noise: NoiseFn,
     steps: int = 15,
+    eta: float = 0.0,
     objective: str = "eps",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
@@ -204,6 +205,13 @@ def dpmpp2m_sample(
     ``(1 + 1/(2r)) x0 - 1/(2r) x0_prev`` with ``r = h_prev / h``. The last step goes to
     sigma = 0, which leaves the predicted x0 (first order there, as DDIM's last step). Every
     objective works through its x0 prediction; clipping it is the solver's thresholding.
+
+    ``eta`` > 0 makes it the SDE solver (DPM-Solver++(2M) SDE, k-diffusion's
+    ``sample_dpmpp_2m_sde`` with its midpoint correction, written for VP): each step keeps
+    ``exp(-eta h)`` of the noise it carries and draws the rest fresh,
+    ``x_next = (sigma_next / sigma) exp(-eta h) x - alpha_next expm1(-(1 + eta) h) D
+    + sigma_next sqrt(-expm1(-2 eta h)) z``; eta = 1 is the reverse SDE. Fresh noise mends
+    what an undertrained network gets wrong, as DDIM's eta does.
     """
     x = noise()
     ts = ddim_timesteps(diffusion.T, steps)
@@ -228,7 +236,9 @@ def dpmpp2m_sample(
             else:
                 r = h_prev / h
                 d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
-            x = (sigma_n / sigma) * x - alpha_n * math.expm1(-h) * d
+            x = (sigma_n / sigma) * math.exp(-eta * h) * x - alpha_n * math.expm1(-(1.0 + eta) * h) * d
+            if eta > 0:
+                x = x + sigma_n * math.sqrt(-math.expm1(-2.0 * eta * h)) * noise()
             x0_prev, h_prev = x0, h
         else:
             x = x0
@@ -267,5 +277,5 @@ def sample(
     if sampler == "ddim":
         return ddim_sample(model, diffusion, steps=steps or min(50, diffusion.T), eta=eta, **common)
     if sampler == "dpmpp2m":
-        return dpmpp2m_sample(model, diffusion, steps=steps or min(15, diffusion.T), **common)
+        return dpmpp2m_sample(model, diffusion, steps=steps or min(15, diffusion.T), eta=eta, **common)
     raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")

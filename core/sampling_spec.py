@@ -32,16 +32,17 @@ class SamplingError(DDPMError):
 class SamplingSpec:
     sampler: str  # ddpm | ddim | dpmpp2m
     steps: int  # network calls (twice that with guidance); always T for ddpm
-    eta: float  # DDIM's noise scale; ddpm's ancestral noise is eta 1; DPM-Solver++ is deterministic (0)
+    eta: float  # DDIM's or DPM-Solver++'s noise (0: deterministic); ddpm's ancestral noise is eta 1
     guidance: float | None = None  # classifier-free guidance of a conditional run; None for an unconditional one
 
     @property
     def label(self) -> str:
-        """``ddim-50 eta 1.8``, ``ddpm-1000``, ``dpmpp2m-15 w 2``: how tables and titles name it."""
+        """``ddim-50 eta 1.8``, ``ddpm-1000``, ``dpmpp2m-15 w 2``, ``dpmpp2m-20 eta 1``: how tables
+        and titles name it."""
         if self.sampler == "ddpm":
             text = f"ddpm-{self.steps}"
-        elif self.sampler == "dpmpp2m":
-            text = f"dpmpp2m-{self.steps}"
+        elif self.sampler == "dpmpp2m":  # the ODE solver's label as before; with eta the SDE's
+            text = f"dpmpp2m-{self.steps}" + (f" eta {self.eta:g}" if self.eta else "")
         else:
             text = f"{self.sampler}-{self.steps} eta {self.eta:g}"
         return text if self.guidance is None else f"{text} w {self.guidance:g}"
@@ -64,7 +65,8 @@ def resolve_spec(
     Defaults are the run's own ``sampler``, ``sample_steps``, ``eta`` and (for a conditional
     run) ``guidance``. The ddpm sampler always walks all T steps and has no eta to set; nor has
     DPM-Solver++ (deterministic); an unconditional run has no guidance: asking for any of them
-    is an error, not a silently ignored option.
+    is an error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless
+    eta is asked for, or the run's own sampler is dpmpp2m with an eta: then the SDE solver.
     """
     T = int(_get(cfg, "T"))
     sampler = sampler or str(_get(cfg, "sampler"))
@@ -87,11 +89,10 @@ def resolve_spec(
     steps = int(_get(cfg, "sample_steps")) if steps is None else int(steps)
     if not 1 <= steps <= T:
         raise SamplingError(f"steps: {steps} is out of range; the run has T={T}, so use 1 to {T}")
-    if sampler == "dpmpp2m":
-        if eta is not None and float(eta) != 0.0:
-            raise SamplingError("eta sets the ddim sampler's noise; DPM-Solver++ is deterministic (use --sampler ddim)")
-        return SamplingSpec("dpmpp2m", steps, 0.0, w)
-    eta = float(_get(cfg, "eta")) if eta is None else float(eta)
+    if eta is None:  # the run's eta is its own sampler's: DDIM's noise means nothing to DPM-Solver++'s ODE
+        own = str(_get(cfg, "sampler")) == sampler
+        eta = float(_get(cfg, "eta")) if own or sampler == "ddim" else 0.0
+    eta = float(eta)
     if not math.isfinite(eta) or not 0.0 <= eta <= ETA_MAX:
         raise SamplingError(f"eta: {eta} is out of range; use a number from 0 to {ETA_MAX:g}")
     return SamplingSpec(sampler, steps, eta, w)

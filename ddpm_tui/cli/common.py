@@ -78,7 +78,7 @@ EtaOpt = Annotated[
         min=0.0,
         max=ETA_MAX,
         callback=finite,
-        help="DDIM noise: 0 deterministic, 1 like DDPM, more adds noise [default: the run's]",
+        help="ddim's or dpmpp2m's noise: 0 deterministic, 1 like DDPM (dpmpp2m: the SDE), more adds noise [default: the run's; 0 for dpmpp2m on a run of another sampler]",
         show_default=False,
     ),
 ]

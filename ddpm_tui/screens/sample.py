@@ -23,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from core.choices import ETA_MAX, GUIDANCE_MAX, SAMPLERS
+from core.choices import ETA_MAX, ETA_SAMPLERS, GUIDANCE_MAX, SAMPLERS
 from core.sampling_spec import SamplingError, classes_text, parse_classes, per_row, resolve_spec, sample_labels
 from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 from ddpm_tui.screens.base import DataScreen
@@ -40,8 +40,8 @@ class SampleScreen(DataScreen):
     HELP_TITLE = "sample"
     HELP = (
         "Sampling runs in a background process with the run's EMA weights. ddpm always takes T steps; ddim takes any "
-        "number up to T, and eta adds noise (0 is deterministic); dpmpp2m (DPM-Solver++ 2M) is deterministic and "
-        "good in few steps. The same seed draws the same samples. A class-conditional run draws the classes you "
+        "number up to T, and eta adds noise (0 is deterministic); dpmpp2m (DPM-Solver++ 2M) is good in few steps, "
+        "deterministic at eta 0 and the SDE solver above it. The same seed draws the same samples. A class-conditional run draws the classes you "
         "pick (7, 3,5 or 0-9; blank for all) one a row, steered by guidance: 0 unconditional, 1 conditional, "
         "more steers harder."
     )
@@ -103,7 +103,7 @@ class SampleScreen(DataScreen):
             Select([(name, name) for name in SAMPLERS], value="ddim", allow_blank=False, compact=True, id="s-sampler"),
         )
         yield "steps (ddpm: always T)", Input("", compact=True, id="s-steps")
-        yield f"eta (ddim noise, 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
+        yield f"eta (noise of ddim, dpmpp2m: 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
         yield "seed", Input("0", compact=True, id="s-seed")
         yield "count", Input("16", compact=True, id="s-n")
 
@@ -157,7 +157,11 @@ class SampleScreen(DataScreen):
             self._default_out()
         sampler = self.query_one("#s-sampler", Select).value
         self.query_one("#s-steps", Input).disabled = sampler == "ddpm"
-        self.query_one("#s-eta", Input).disabled = sampler != "ddim"
+        self.query_one("#s-eta", Input).disabled = sampler not in ETA_SAMPLERS
+        run = self._run()
+        if event.select.id == "s-sampler" and run is not None and sampler in ETA_SAMPLERS:
+            # The sampler's own default eta, as the CLI resolves it (DDIM's 1.8 is not DPM-Solver++'s).
+            self.query_one("#s-eta", Input).value = f"{resolve_spec(run.config, sampler).eta:g}"
         self.check()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -191,7 +195,7 @@ class SampleScreen(DataScreen):
             return v
 
         steps = num("#s-steps", int, 1, T, "steps") if sampler != "ddpm" else None
-        eta = num("#s-eta", float, 0.0, ETA_MAX, "eta") if sampler == "ddim" else None
+        eta = num("#s-eta", float, 0.0, ETA_MAX, "eta") if sampler in ETA_SAMPLERS else None
         seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
         n = num("#s-n", int, 1, 1024, "count")
         guidance = classes = None

@@ -251,3 +251,22 @@ def test_dpm_solver_follows_the_exact_probability_flow_better_than_ddim():
         assert err < error("ddim", steps) / 1.5, steps
     assert error("dpmpp2m", 15, "v") == pytest.approx(error("dpmpp2m", 15, "eps"), abs=1e-4)  # any objective, same ODE
     assert error("dpmpp2m", 15, "x0") == pytest.approx(error("dpmpp2m", 15, "eps"), abs=1e-4)
+
+
+def test_dpm_solver_sde_draws_the_data_gaussian_and_is_the_ode_at_eta_0():
+    """DPM-Solver++(2M) SDE (eta > 0: part of each step's noise is fresh, as k-diffusion's
+    dpmpp_2m_sde): driven by the exact model it draws N(MU, S^2) within sampling error at a
+    few dozen steps, each sample depends only on (seed, index), and eta 0 is the ODE solver."""
+    diff = Diffusion.from_schedule("cosine", 1000)
+
+    def draw(steps, eta, n=20_000, seed=0):
+        return sample(oracle(diff, "v"), diff, (n, 1), sampler="dpmpp2m", steps=steps, eta=eta, objective="v",
+                      seed=seed, clip_x0=False).x  # fmt: skip
+
+    x = draw(50, 1.0)
+    assert x.mean().item() == pytest.approx(MU, abs=0.01) and x.std().item() == pytest.approx(S, abs=0.01)
+    assert abs(draw(15, 1.0).std().item() - S) < 0.03  # few steps stay close
+    ode = sample(oracle(diff, "v"), diff, (64, 1), sampler="dpmpp2m", steps=15, objective="v", seed=3, clip_x0=False).x
+    assert torch.equal(draw(15, 0.0, n=64, seed=3), ode)
+    assert not torch.equal(draw(15, 1.0, n=64, seed=3), ode)
+    assert torch.equal(draw(15, 1.0, n=64, seed=3)[:8], draw(15, 1.0, n=8, seed=3))  # per-sample noise

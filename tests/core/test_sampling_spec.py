@@ -68,3 +68,11 @@ def test_a_class_the_run_lacks_names_the_field_it_came_from():
     assert sample_labels(cond, 4, [3, 5]) == [3, 3, 5, 5]
     with pytest.raises(SamplingError, match=r"^classes 12: this run's classes are 0 to 9$"):
         sample_labels(cond, 4, [12], what="classes")
+
+
+def test_dpm_solver_takes_an_eta_of_its_own_and_not_ddims():
+    quick = preset("quick")  # DDIM with eta 1.8
+    assert resolve_spec(quick, "dpmpp2m", 15).eta == 0.0 and resolve_spec(quick, "dpmpp2m", 15).label == "dpmpp2m-15"
+    assert resolve_spec(quick, "dpmpp2m", 15, eta=1).label == "dpmpp2m-15 eta 1"  # the SDE solver
+    own = preset("quick", {"sampler": "dpmpp2m", "eta": 1.0, "sample_steps": 20})
+    assert resolve_spec(own).label == "dpmpp2m-20 eta 1" and resolve_spec(own, "ddim").eta == 1.0

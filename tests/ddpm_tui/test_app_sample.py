@@ -69,7 +69,9 @@ def test_a_conditional_run_draws_the_classes_asked_for_one_a_row_under_the_guida
 
         sampler.value = "dpmpp2m"
         await pilot.pause()
-        assert not screen.query_one("#s-steps", Input).disabled and screen.query_one("#s-eta", Input).disabled
+        eta = screen.query_one("#s-eta", Input)
+        assert not screen.query_one("#s-steps", Input).disabled and not eta.disabled
+        assert eta.value == "0"  # DPM-Solver++'s ODE: the run's DDIM eta is not carried over
         screen.query_one("#s-steps", Input).value = "3"
         screen.query_one("#s-n", Input).value = "4"
         screen.query_one("#s-class", Input).value = "3,5"
