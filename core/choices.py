@@ -19,3 +19,5 @@ LR_DECAYS = ("constant", "linear", "cosine")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0
+# The reference image engine's options (see RunConfig): how a U-Net sees the step.
+TIME_EMBEDDINGS = ("sinusoidal", "random_fourier", "learned_fourier")

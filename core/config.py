@@ -25,6 +25,7 @@ from core.choices import (
     OPTIMIZERS,
     SAMPLERS,
     SCHEDULES,
+    TIME_EMBEDDINGS,
 )
 from core.errors import DDPMError
 
@@ -54,6 +55,7 @@ class RunConfig:
     attn_resolutions: tuple[int, ...] = ()
     dropout: float = 0.0
     patch: int = 2  # pixels folded into channels before the U-Net (1 = none)
+    time_embedding: str = "sinusoidal"  # U-Net step features: sinusoidal, random_fourier, learned_fourier
     cond: str = "none"  # class: the model is told which class to draw (classifier-free guidance)
     cond_drop: float = 0.1  # share of training labels replaced by the null label (cond=class)
     num_classes: int = 10  # label rows of a conditional model (10 for the digit datasets)
@@ -310,7 +312,15 @@ def _validate(c: RunConfig) -> list[str]:
                 f"channel_mult: {len(c.channel_mult)} levels halve a {int(size)}x{int(size)} map "
                 f"{levels} times, which does not divide evenly; use fewer levels or another patch"
             )
+    _validate_engine_options(c, e)
     return e
+
+
+def _validate_engine_options(c: RunConfig, e: list[str]) -> None:
+    """The reference image engine's options: U-Net features, folder-only data handling."""
+    _one_of(e, "time_embedding", c.time_embedding, TIME_EMBEDDINGS)
+    if c.model != "unet" and c.time_embedding != "sinusoidal":
+        e.append(f"time_embedding: only the U-Net offers Fourier features; leave time_embedding=sinusoidal for model={c.model}")
 
 
 # ---- presets ---------------------------------------------------------------------------

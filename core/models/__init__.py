@@ -25,6 +25,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
         dropout=cfg.dropout,
         patch=cfg.patch,
         num_classes=cfg.num_classes if cfg.cond == "class" else 0,
+        time_embedding=cfg.time_embedding,
+        num_timesteps=cfg.T,
     )
     return net
 

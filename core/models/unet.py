@@ -1,7 +1,7 @@
 """A U-Net noise predictor for small images (28x28 MNIST, 32x32 folders, 1 or 3 channels).
 
 The architecture is the DDPM / improved-diffusion U-Net scaled down: residual blocks with
-GroupNorm and a sinusoidal time embedding injected as a per-channel scale and shift, optional
+GroupNorm and a time embedding (sinusoidal, or Fourier features: see time_features.py) injected as a per-channel scale and shift, optional
 self-attention at chosen resolutions, strided-conv downsampling and nearest-neighbour
 upsampling, skip connections from every block of the down path.
 
@@ -13,23 +13,14 @@ the same digits for a fraction of the cost.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from core.models.time_features import time_features, timestep_embedding
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps, as in the Transformer."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
+__all__ = ["UNet", "timestep_embedding"]  # the MLP imports the sinusoidal embedding from here
 
 
 def _groups(channels: int) -> int:
@@ -112,6 +103,8 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         patch: int = 1,
         num_classes: int = 0,
+        time_embedding: str = "sinusoidal",
+        num_timesteps: int = 1000,
     ):
         super().__init__()
         if image_size % patch:
@@ -126,6 +119,7 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         tdim = channels * 4
         self.channels = channels
+        self.time_features = time_features(time_embedding, channels, num_timesteps)
         self.time_mlp = nn.Sequential(nn.Linear(channels, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
         # A class-conditional model adds its label's embedding to the time embedding; the
         # extra last row is the null label ("no class"), which classifier-free guidance trains
@@ -169,7 +163,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``y``: class labels (``num_classes`` is the null label; None means null for all)."""
-        emb = self.time_mlp(timestep_embedding(t, self.channels))
+        emb = self.time_mlp(self.time_features(t))
         if self.label_emb is not None:
             if y is None:
                 y = torch.full_like(t, self.num_classes)

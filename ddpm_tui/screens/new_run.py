@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": choices.OPTIMIZERS,
     "lr_decay": choices.LR_DECAYS,
     "sampler": choices.SAMPLERS,
+    "time_embedding": choices.TIME_EMBEDDINGS,
 }
 # The first field of each group, in RunConfig's order.
 SECTIONS = {

@@ -102,3 +102,27 @@ def test_non_finite_values_set_directly_are_refused_too(field):
         cfg.validate()
     with pytest.raises(ConfigError, match=f"{field}: expected a finite number"):
         RunConfig.from_dict({**preset("quick").to_dict(), field: float("inf")})
+
+
+@pytest.mark.parametrize(
+    "name,overrides,field,words",
+    [
+        ("quick", {"time_embedding": "rope"}, "time_embedding", "sinusoidal, random_fourier, learned_fourier"),
+        ("scurve", {"time_embedding": "random_fourier"}, "time_embedding", "leave time_embedding=sinusoidal for model=mlp"),
+    ],
+)
+def test_engine_options_are_refused_in_one_line(name, overrides, field, words):
+    with pytest.raises(ConfigError) as err:
+        preset(name, overrides)
+    assert len(err.value.errors) == 1
+    line = err.value.errors[0]
+    assert line.startswith(f"{field}:") and words in line and "\n" not in line
+
+
+def test_engine_options_default_to_the_engine_of_before():
+    """A config recorded before these options existed (no such keys) reads with the defaults
+    that reproduce it: what lets old runs resume and old checkpoints sample."""
+    old = {k: v for k, v in preset("quick").to_dict().items() if k not in {"time_embedding"}}
+    cfg = RunConfig.from_dict(old)
+    assert cfg.time_embedding == "sinusoidal"
+    assert cfg == preset("quick")

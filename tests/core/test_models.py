@@ -62,3 +62,39 @@ def test_classic_preset_is_the_known_recipe():
     assert (cfg.T, cfg.schedule, cfg.objective, cfg.loss, cfg.lr, cfg.batch_size) == (500, "linear", "eps", "l2", 5e-4, 64)
     assert cfg.steps * cfg.batch_size == pytest.approx(10 * 60_000, rel=0.001)
     assert 5e6 < count_parameters(net) < 2e7
+
+
+def test_sinusoidal_time_features_are_the_network_of_before():
+    """The default adds no weights and no random draws: checkpoints written before time
+    features were a choice load, and a seed builds the same network."""
+    from core.models.time_features import timestep_embedding
+
+    cfg = preset("smoke")
+    torch.manual_seed(0)
+    net = build_model(cfg)
+    assert not [k for k in net.state_dict() if k.startswith("time_features")]
+    torch.manual_seed(0)
+    again = UNet(image_size=28, in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, patch=2)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    t = torch.tensor([0, 7, 49])
+    assert torch.equal(net.time_features(t), timestep_embedding(t, 8))
+
+
+@pytest.mark.parametrize("kind", ["random_fourier", "learned_fourier"])
+def test_fourier_time_features(kind):
+    cfg = preset("smoke", {"time_embedding": kind})
+    net = build_model(cfg)
+    f = net.time_features
+    freqs = net.state_dict()["time_features.freqs"]  # in the checkpoint either way: it is the run's draw
+    assert freqs.shape == (cfg.channels // 2,)
+    t = torch.tensor([0, 25])
+    emb = f(t)
+    # cos and sin of 2 pi f t / T, by hand for t = 25 of T = 50: 2 pi f / 2 = pi f
+    assert torch.allclose(emb[1], torch.cat([torch.cos(torch.pi * freqs), torch.sin(torch.pi * freqs)]), atol=1e-5)
+    assert torch.equal(emb[0], torch.cat([torch.ones(4), torch.zeros(4)]))
+    x = torch.randn(2, *cfg.sample_shape)
+    net(x, t).square().mean().backward()
+    trained = [n for n, p in net.named_parameters() if n.startswith("time_features")]
+    assert trained == (["time_features.freqs"] if kind == "learned_fourier" else [])
+    if kind == "learned_fourier":
+        assert f.freqs.grad is not None

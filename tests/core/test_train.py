@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -35,17 +37,19 @@ def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_continues_exactly(tmp_path, digits):
-    cfg = smoke()
-    one = Trainer(cfg, device="cpu", run_dir=tmp_path / "one", dataset=digits)
+def assert_resumes_exactly(cfg, dataset, tmp_path) -> list[float]:
+    """12 steps in one go and 6 + resume + 6 give the same weights, EMA and optimizer state;
+    returns the uninterrupted run's logged losses."""
+    events = []
+    one = Trainer(cfg, device="cpu", run_dir=tmp_path / "one", dataset=dataset, on_event=events.append)
     assert one.run() == "completed"
 
-    first = Trainer(cfg, device="cpu", run_dir=tmp_path / "two", dataset=digits, should_stop=lambda: first.step >= 6)
+    first = Trainer(cfg, device="cpu", run_dir=tmp_path / "two", dataset=dataset, should_stop=lambda: first.step >= 6)
     assert first.run() == "stopped"
     ckpt = tmp_path / "two" / "step-00000006.pt"
     assert ckpt.exists()
     torch.manual_seed(1234)  # whatever happened to the global RNG in between must not matter
-    second = Trainer.resume(ckpt, device="cpu", run_dir=tmp_path / "two", dataset=digits)
+    second = Trainer.resume(ckpt, device="cpu", run_dir=tmp_path / "two", dataset=dataset)
     assert second.step == 6
     assert second.run() == "completed"
 
@@ -53,6 +57,33 @@ def test_resume_continues_exactly(tmp_path, digits):
     assert states_equal(one.ema.state_dict(), second.ema.state_dict())
     opt_a, opt_b = one.opt.state_dict()["state"], second.opt.state_dict()["state"]
     assert all(states_equal(opt_a[k], opt_b[k]) for k in opt_a)
+    return [e.values["loss"] for e in events if isinstance(e, Metrics)]
+
+
+def test_resume_continues_exactly(tmp_path, digits):
+    assert_resumes_exactly(smoke(), digits, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"time_embedding": "random_fourier"},
+        {"time_embedding": "learned_fourier"},
+    ],
+    ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items()),
+)
+def test_engine_options_train_and_resume_exactly(tmp_path, digits, over):
+    """Each option of the reference image engine, switched on in a smoke run: finite losses,
+    samples of the data's shape, and an exact resume."""
+    cfg = smoke(**over)
+    losses = assert_resumes_exactly(cfg, digits, tmp_path)
+    assert len(losses) == 4 and all(math.isfinite(v) and v > 0 for v in losses)
+    net, diffusion, cfg_back, _ = load_for_sampling(tmp_path / "one" / "step-00000012.pt", torch.device("cpu"))
+    assert cfg_back == cfg
+    for sampler in ("ddpm", "ddim", "dpmpp2m"):
+        spec = resolve_spec(cfg, sampler, None if sampler == "ddpm" else 4)
+        x = generate(net, diffusion, cfg, 2, spec=spec, device=torch.device("cpu"), seed=1).x
+        assert x.shape == (2, *cfg.sample_shape) and torch.isfinite(x).all()
 
 
 def test_events_tell_the_story_of_a_run(tmp_path, digits):
