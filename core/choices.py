@@ -19,5 +19,8 @@ LR_DECAYS = ("constant", "linear", "cosine")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0
-# The reference image engine's options (see RunConfig): how a U-Net sees the step.
+# The reference image engine's options (see RunConfig): how a U-Net sees the step, and how a
+# folder's images are read (auto: as image_channels says; rgb and l set image_channels).
 TIME_EMBEDDINGS = ("sinusoidal", "random_fourier", "learned_fourier")
+IMAGE_MODES = ("auto", "rgb", "l")
+IMAGE_MODE_CHANNELS = {"rgb": 3, "l": 1}

@@ -18,6 +18,8 @@ from core.choices import (
     DATASETS,
     ETA_MAX,
     GUIDANCE_MAX,
+    IMAGE_MODE_CHANNELS,
+    IMAGE_MODES,
     LOSSES,
     LR_DECAYS,
     MODELS,
@@ -47,6 +49,8 @@ class RunConfig:
     data_dir: str = ""  # the image folder, for dataset=folder
     image_size: int = 28
     image_channels: int = 1  # for dataset=folder: 1 (gray) or 3 (RGB)
+    image_mode: str = "auto"  # for dataset=folder: read images as rgb or l (gray), which sets image_channels
+    hflip: bool = False  # for dataset=folder: flip a random half of each training batch left to right
     # model
     model: str = "unet"
     channels: int = 32  # U-Net base width
@@ -210,6 +214,9 @@ def replace(base: RunConfig, overrides: dict[str, typing.Any], *, validate: bool
             errors.append(str(e))
     if errors:
         raise ConfigError(errors)
+    if values.get("image_mode") in IMAGE_MODE_CHANNELS and "image_channels" not in values:
+        # The mode names the channels too; given both, validation checks that they agree.
+        values["image_channels"] = IMAGE_MODE_CHANNELS[values["image_mode"]]
     cfg = dataclasses.replace(base, **values)
     return cfg.validate() if validate else cfg
 
@@ -321,6 +328,18 @@ def _validate_engine_options(c: RunConfig, e: list[str]) -> None:
     _one_of(e, "time_embedding", c.time_embedding, TIME_EMBEDDINGS)
     if c.model != "unet" and c.time_embedding != "sinusoidal":
         e.append(f"time_embedding: only the U-Net offers Fourier features; leave time_embedding=sinusoidal for model={c.model}")
+    _one_of(e, "image_mode", c.image_mode, IMAGE_MODES)
+    if c.image_mode != "auto" and c.dataset != "folder":
+        e.append(f"image_mode: only folder images are read in a mode; leave image_mode=auto for {c.dataset}")
+    elif IMAGE_MODE_CHANNELS.get(c.image_mode, c.image_channels) != c.image_channels:
+        want = IMAGE_MODE_CHANNELS[c.image_mode]
+        e.append(
+            f"image_channels: {c.image_channels} disagrees with image_mode={c.image_mode}; set image_channels={want} or leave it out"
+        )
+    if c.hflip and c.dataset in ("mnist", "fashion"):
+        e.append(f"hflip: a flipped 7 is not a 7 ({c.dataset} has a handedness); leave hflip off")
+    elif c.hflip and not c.is_image:
+        e.append(f"hflip: {c.dataset} is 2-D points, not images; leave hflip off")
 
 
 # ---- presets ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import torch
 from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import ConfigError, RunConfig, check_split
-from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
+from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, flip_some, load_dataset
 from core.diffusion import Diffusion, sample_noise
 from core.distributed import SINGLE, ProcessGroup, wrap
 from core.ema import EMA
@@ -398,6 +398,9 @@ class Trainer:
             if y is not None:  # classifier-free guidance trains the null label on a share of the batch
                 drop = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < cfg.cond_drop
                 y = torch.where(drop, torch.full_like(y, cfg.num_classes), y)
+            if cfg.hflip:  # drawn after the step's other draws, which stay those of a run without flips
+                flip = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < 0.5
+                x0 = flip_some(x0, flip)
             xt = self.diffusion.q_sample(x0, t, eps)
             last = m == cfg.grad_accum - 1
             # DDP averages gradients once, on the last micro-batch's backward.

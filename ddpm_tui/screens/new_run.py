@@ -39,6 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_decay": choices.LR_DECAYS,
     "sampler": choices.SAMPLERS,
     "time_embedding": choices.TIME_EMBEDDINGS,
+    "image_mode": choices.IMAGE_MODES,
 }
 # The first field of each group, in RunConfig's order.
 SECTIONS = {

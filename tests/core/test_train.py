@@ -27,6 +27,16 @@ def digits():
     return TensorDataset(full.data[:512].clone(), full.labels[:512].clone())
 
 
+@pytest.fixture(scope="module")
+def pictures():
+    """64 random 8x8 RGB images, as a folder dataset holds them (none is its own mirror)."""
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randint(0, 256, (64, 3, 8, 8), generator=g, dtype=torch.uint8))
+
+
+FOLDER = {"dataset": "folder", "data_dir": "/unused", "image_size": 8, "image_channels": 3}
+
+
 def smoke(**over):
     base = {"steps": 12, "log_every": 3, "sample_every": 0, "checkpoint_every": 0, "dropout": 0.1}
     base.update(over)
@@ -69,14 +79,15 @@ def test_resume_continues_exactly(tmp_path, digits):
     [
         {"time_embedding": "random_fourier"},
         {"time_embedding": "learned_fourier"},
+        {**FOLDER, "hflip": True},
     ],
-    ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items()),
+    ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items() if k not in FOLDER),
 )
-def test_engine_options_train_and_resume_exactly(tmp_path, digits, over):
+def test_engine_options_train_and_resume_exactly(tmp_path, digits, pictures, over):
     """Each option of the reference image engine, switched on in a smoke run: finite losses,
     samples of the data's shape, and an exact resume."""
     cfg = smoke(**over)
-    losses = assert_resumes_exactly(cfg, digits, tmp_path)
+    losses = assert_resumes_exactly(cfg, pictures if cfg.dataset == "folder" else digits, tmp_path)
     assert len(losses) == 4 and all(math.isfinite(v) and v > 0 for v in losses)
     net, diffusion, cfg_back, _ = load_for_sampling(tmp_path / "one" / "step-00000012.pt", torch.device("cpu"))
     assert cfg_back == cfg
@@ -234,3 +245,32 @@ def test_ema_matches_averaged_model_and_loads_its_checkpoints():
     again = EMA(model)
     again.load_state_dict(old.state_dict())
     assert again.updates == 5 and states_equal(again.state_dict(), new.state_dict())
+
+
+def test_hflip_mirrors_a_random_half_and_leaves_the_other_draws_alone(pictures):
+    """The network sees, for each image, the image or its mirror (both happen), under the
+    same timesteps and noise as a run without flips: x_t differs by sqrt(abar) (x0' - x0)."""
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen[name] = (args[0].detach().clone(), args[1].clone())
+
+        return hook
+
+    cfg = smoke(**FOLDER, steps=1, batch_size=32)
+    plain = Trainer(cfg, device="cpu", dataset=pictures)
+    plain.net.register_forward_pre_hook(record("plain"))
+    plain.train_step()
+    flipped = Trainer(smoke(**FOLDER, steps=1, batch_size=32, hflip=True), device="cpu", dataset=pictures)
+    flipped.net.register_forward_pre_hook(record("flipped"))
+    flipped.train_step()
+    (xt, t), (xt_f, t_f) = seen["plain"], seen["flipped"]
+    assert torch.equal(t, t_f)
+    x0 = plain.batch(0)[0]
+    a = plain.diffusion.sqrt_alphas_cumprod[t].view(-1, 1, 1, 1)
+    x0_f = x0 + (xt_f - xt) / a  # what the flipped run trained on
+    same = (x0_f - x0).flatten(1).abs().amax(1) < 1e-3
+    mirror = (x0_f - x0.flip(-1)).flatten(1).abs().amax(1) < 1e-3
+    clear = a.flatten() > 0.05  # at the noisiest steps x_t says too little about x0 to tell
+    assert torch.all((same ^ mirror)[clear]) and 8 < int(mirror.sum()) < 24
