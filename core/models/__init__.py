@@ -27,6 +27,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
         num_classes=cfg.num_classes if cfg.cond == "class" else 0,
         time_embedding=cfg.time_embedding,
         num_timesteps=cfg.T,
+        self_condition=cfg.self_condition,
     )
     return net
 

@@ -105,6 +105,7 @@ class UNet(nn.Module):
         num_classes: int = 0,
         time_embedding: str = "sinusoidal",
         num_timesteps: int = 1000,
+        self_condition: bool = False,
     ):
         super().__init__()
         if image_size % patch:
@@ -126,7 +127,9 @@ class UNet(nn.Module):
         # on a share of the batches and samples with for the unconditional prediction.
         self.num_classes = num_classes
         self.label_emb = nn.Embedding(num_classes + 1, tdim) if num_classes else None
-        self.stem = nn.Conv2d(in_channels * patch * patch, channels, 3, padding=1)
+        # Self-conditioning (Chen et al. 2022) doubles the input: x_t beside an x0 estimate.
+        self.self_condition = self_condition
+        self.stem = nn.Conv2d(in_channels * (2 if self_condition else 1) * patch * patch, channels, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips = [channels]
@@ -161,8 +164,13 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``y``: class labels (``num_classes`` is the null label; None means null for all)."""
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, x_self: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``y``: class labels (``num_classes`` is the null label; None means null for all).
+        ``x_self``: a self-conditioned model's x0 estimate, shaped as ``x`` (None means zeros)."""
+        if self.self_condition:
+            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
         emb = self.time_mlp(self.time_features(t))
         if self.label_emb is not None:
             if y is None:

@@ -98,3 +98,17 @@ def test_fourier_time_features(kind):
     assert trained == (["time_features.freqs"] if kind == "learned_fourier" else [])
     if kind == "learned_fourier":
         assert f.freqs.grad is not None
+
+
+def test_a_self_conditioned_unet_takes_its_estimate_beside_x_t():
+    torch.manual_seed(0)
+    net = build_model(preset("smoke", {"self_condition": "true"})).eval()
+    assert net.stem.in_channels == 2 * 1 * 2 * 2  # x_t and the estimate, each folded by patch 2
+    for p in net.parameters():  # past the zero-initialised layers, so the estimate reaches the output
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, est = torch.randn(2, 1, 28, 28), torch.tensor([3, 40]), torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        out = net(x, t, None, est)
+        assert out.shape == x.shape
+        assert torch.equal(net(x, t), net(x, t, None, torch.zeros_like(x)))  # no estimate: zeros
+        assert not torch.allclose(out, net(x, t))

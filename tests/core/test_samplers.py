@@ -240,3 +240,34 @@ def test_dpm_solver_follows_the_exact_probability_flow_better_than_ddim():
         assert err < error("ddim", steps) / 1.5, steps
     assert error("dpmpp2m", 15, "v") == pytest.approx(error("dpmpp2m", 15, "eps"), abs=1e-4)  # any objective, same ODE
     assert error("dpmpp2m", 15, "x0") == pytest.approx(error("dpmpp2m", 15, "eps"), abs=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp2m"])
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+def test_every_sampler_feeds_a_self_conditioned_model_its_last_estimate(sampler, objective):
+    """Zeros at the first step, then the x0 estimate of the step before (clipped as the
+    sampler clips it), whatever the objective predicts."""
+    from core.samplers import Denoiser
+
+    diff = Diffusion.from_schedule("cosine", 20)
+    seen, estimates = [], []
+    base = oracle(diff, objective)
+
+    def model(x, t, x_self):
+        seen.append(x_self.clone())
+        out = base(x, t)
+        x0, _ = diff.predict_x0_eps(out, x, t, objective)
+        estimates.append(x0.clamp(-1, 1))
+        return out
+
+    res = sample(model, diff, (3, 1, 2, 2), sampler=sampler, steps=None if sampler == "ddpm" else 6,
+                 eta=1.0, objective=objective, seed=0, self_condition=True)  # fmt: skip
+    assert len(seen) == (20 if sampler == "ddpm" else 6)
+    assert torch.equal(seen[0], torch.zeros(3, 1, 2, 2))
+    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen[1:], estimates[:-1]))
+    assert torch.isfinite(res.x).all()
+    # without self-conditioning the model is called as before, with (x, t) alone
+    plain = sample(base, diff, (3, 1, 2, 2), sampler=sampler, steps=None if sampler == "ddpm" else 6, eta=1.0,
+                   objective=objective, seed=0)  # fmt: skip
+    assert torch.allclose(plain.x, res.x)  # the oracle ignores the estimate: the same samples
+    assert Denoiser(base, diff, objective, True).x0 is None

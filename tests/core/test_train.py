@@ -17,6 +17,7 @@ from core.train import (
     ema_decay_at,
     lr_factor,
     resolve_device,
+    self_condition_coin,
 )
 
 
@@ -80,6 +81,8 @@ def test_resume_continues_exactly(tmp_path, digits):
         {"time_embedding": "random_fourier"},
         {"time_embedding": "learned_fourier"},
         {**FOLDER, "hflip": True},
+        {"self_condition": True, "objective": "v"},
+        {"self_condition": True, "objective": "x0", "cond": "class", "guidance": 2.0},
     ],
     ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items() if k not in FOLDER),
 )
@@ -274,3 +277,33 @@ def test_hflip_mirrors_a_random_half_and_leaves_the_other_draws_alone(pictures):
     mirror = (x0_f - x0.flip(-1)).flatten(1).abs().amax(1) < 1e-3
     clear = a.flatten() > 0.05  # at the noisiest steps x_t says too little about x0 to tell
     assert torch.all((same ^ mirror)[clear]) and 8 < int(mirror.sum()) < 24
+
+
+def test_self_condition_coin_is_half_the_batches_and_a_function_of_seed_and_step():
+    coins = [self_condition_coin(0, k) for k in range(400)]
+    assert 170 < sum(coins) < 230
+    assert coins == [self_condition_coin(0, k) for k in range(400)]
+    assert coins != [self_condition_coin(1, k) for k in range(400)]
+
+
+@pytest.mark.parametrize("coin", [True, False])
+def test_the_self_conditioning_pass_gets_no_gradient(digits, monkeypatch, coin):
+    """On a batch that self-conditions, a first pass without gradient gives the estimate that
+    the second (trained) pass sees, detached; on the others the estimate is zeros."""
+    import core.train
+
+    monkeypatch.setattr(core.train, "self_condition_coin", lambda seed, k: coin)
+    cfg = smoke(self_condition=True, objective="v", steps=1)
+    tr = Trainer(cfg, device="cpu", dataset=digits)
+    calls = []
+    tr.net.register_forward_pre_hook(lambda m, args: calls.append((torch.is_grad_enabled(), args[3])))
+    tr.train_step()
+    if not coin:
+        ((grad, est),) = calls
+        assert grad and not est.any()
+        return
+    (grad1, est1), (grad2, est2) = calls
+    assert not grad1 and not est1.any()  # the first pass: no graph, zeros beside x_t
+    assert grad2 and not est2.requires_grad and est2.grad_fn is None  # the trained pass: a constant
+    assert est2.abs().max() > 0 and est2.abs().max() <= 1  # the estimate, clipped as sampling clips it
+    assert all(p.grad is not None for p in tr.net.parameters())
