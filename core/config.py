@@ -60,9 +60,9 @@ class RunConfig:
     dropout: float = 0.0
     patch: int = 2  # pixels folded into channels before the U-Net (1 = none)
     time_embedding: str = "sinusoidal"  # U-Net step features: sinusoidal, random_fourier, learned_fourier
-    self_condition: bool = (
-        False  # the U-Net also sees its own x0 estimate (Chen et al. 2022): half the training batches, every sampling step
-    )
+    self_condition: bool = False  # the U-Net also sees its own x0 estimate (Chen et al. 2022), in training and sampling
+    learned_variance: bool = False  # the U-Net also predicts the reverse variance; ddpm samples with it, ddim/dpmpp2m ignore it
+    vlb_weight: float = 0.001  # learned_variance: lambda of the hybrid loss L_simple + lambda L_vlb
     cond: str = "none"  # class: the model is told which class to draw (classifier-free guidance)
     cond_drop: float = 0.1  # share of training labels replaced by the null label (cond=class)
     num_classes: int = 10  # label rows of a conditional model (10 for the digit datasets)
@@ -333,6 +333,10 @@ def _validate_engine_options(c: RunConfig, e: list[str]) -> None:
         e.append(f"time_embedding: only the U-Net offers Fourier features; leave time_embedding=sinusoidal for model={c.model}")
     if c.model != "unet" and c.self_condition:
         e.append(f"self_condition: only the U-Net takes its own estimate back; leave self_condition off for model={c.model}")
+    if c.model != "unet" and c.learned_variance:
+        e.append(f"learned_variance: only the U-Net predicts a variance; leave learned_variance off for model={c.model}")
+    if not (math.isfinite(c.vlb_weight) and 0 <= c.vlb_weight <= 1):
+        e.append(f"vlb_weight: {c.vlb_weight} is out of range; it must be between 0 and 1 (improved-diffusion uses 0.001)")
     _one_of(e, "image_mode", c.image_mode, IMAGE_MODES)
     if c.image_mode != "auto" and c.dataset != "folder":
         e.append(f"image_mode: only folder images are read in a mode; leave image_mode=auto for {c.dataset}")

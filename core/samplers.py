@@ -97,12 +97,24 @@ class Denoiser:
 
     A self-conditioned network (``self_condition``, Chen et al. 2022) is called
     ``model(x, t, x_self)`` with the x0 estimate of the call before (zeros at the first), as
-    Analog Bits samples: the estimate it trained with on half of its batches."""
+    Analog Bits samples: the estimate it trained with on half of its batches. A network with
+    a learned variance (``learned_variance``) outputs twice the channels; the second half, v,
+    is kept as ``self.v`` for the ddpm sampler, and the others read the first half alone."""
 
-    def __init__(self, model: ModelFn, diffusion: Diffusion, objective: str, clip: bool, *, self_condition: bool = False):
+    def __init__(
+        self,
+        model: ModelFn,
+        diffusion: Diffusion,
+        objective: str,
+        clip: bool,
+        *,
+        self_condition: bool = False,
+        learned_variance: bool = False,
+    ):
         self.model, self.diffusion, self.objective, self.clip = model, diffusion, objective, clip
-        self.self_condition = self_condition
+        self.self_condition, self.learned_variance = self_condition, learned_variance
         self.x0: torch.Tensor | None = None  # the last estimate, fed back when self-conditioned
+        self.v: torch.Tensor | None = None  # the last call's variance interpolation (learned_variance)
 
     def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
@@ -110,7 +122,10 @@ class Denoiser:
             out = self.model(x, tt, self.x0 if self.x0 is not None else torch.zeros_like(x))
         else:
             out = self.model(x, tt)
-        x0, eps = self.diffusion.predict_x0_eps(out.float(), x, tt, self.objective)
+        out = out.float()
+        if self.learned_variance:
+            out, self.v = out.chunk(2, dim=1)
+        x0, eps = self.diffusion.predict_x0_eps(out, x, tt, self.objective)
         if self.clip:
             x0 = x0.clamp(-1.0, 1.0)
             eps = self.diffusion.eps_from_x0(x, tt, x0)
@@ -132,18 +147,23 @@ def ddpm_sample(
     clip_x0: bool = True,
     trajectory_frames: int = 0,
     self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """Ancestral sampling through all T steps (Ho et al. 2020).
 
-    x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * clipped log var) z, with z = 0 at t = 0.
+    x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * log var) z, with z = 0 at t = 0; the log
+    variance is the posterior's (clipped at t = 0), or a learned variance's interpolation
+    between log beta_t and it (:meth:`~core.diffusion.Diffusion.learned_logvar`).
     """
     x = noise()
     res = SampleResult(x=x)
     every = _record_every(diffusion.T, trajectory_frames)
-    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition)
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     for i, t in enumerate(range(diffusion.T - 1, -1, -1)):
         tt, x0, _ = denoise(x, t)
         mean, _, logvar = diffusion.q_posterior(x0, x, tt)
+        if denoise.v is not None:
+            logvar = diffusion.learned_logvar(denoise.v, tt)
         if t > 0:
             x = mean + (0.5 * logvar).exp() * noise()
         else:
@@ -168,6 +188,7 @@ def ddim_sample(
     clip_x0: bool = True,
     trajectory_frames: int = 0,
     self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """DDIM (Song et al. 2021) over ``steps`` trailing timesteps; eta = 0 is deterministic,
     eta = 1 matches DDPM's variance on the sub-sequence.
@@ -182,7 +203,8 @@ def ddim_sample(
     ts = ddim_timesteps(diffusion.T, steps)
     res = SampleResult(x=x)
     every = _record_every(len(ts), trajectory_frames)
-    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition)
+    # A learned variance is read and left unused: this sampler sets its own noise.
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     ac = diffusion.alphas_cumprod
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
@@ -213,6 +235,7 @@ def dpmpp2m_sample(
     clip_x0: bool = True,
     trajectory_frames: int = 0,
     self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """DPM-Solver++(2M) (Lu et al. 2022), multistep, in data-prediction form, over the same
     trailing timesteps as DDIM (on the exact Gaussian model this grid converged steadily with
@@ -230,7 +253,8 @@ def dpmpp2m_sample(
     ts = ddim_timesteps(diffusion.T, steps)
     res = SampleResult(x=x)
     every = _record_every(len(ts), trajectory_frames)
-    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition)
+    # A learned variance is read and left unused: this sampler sets its own noise.
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     abar = diffusion.alphas_cumprod_64  # float64 scalars: lambda differences lose digits in float32
 
     def coefs(t: int) -> tuple[float, float, float]:
@@ -278,13 +302,20 @@ def sample(
     trajectory_frames: int = 0,
     noise: NoiseFn | None = None,
     self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """One entry point for every sampler. Sample i of the batch is sample ``start + i`` of
     the draw seeded ``seed`` (see :class:`SampleNoise`); ``noise`` replaces that source. A
-    self-conditioned model is called ``model(x, t, x_self)`` (see :class:`Denoiser`)."""
+    self-conditioned model is called ``model(x, t, x_self)``; a learned variance is used by
+    ddpm alone (see :class:`Denoiser`)."""
     noise = noise or SampleNoise(shape, seed, start, device)
     common = dict(
-        noise=noise, objective=objective, clip_x0=clip_x0, trajectory_frames=trajectory_frames, self_condition=self_condition
+        noise=noise,
+        objective=objective,
+        clip_x0=clip_x0,
+        trajectory_frames=trajectory_frames,
+        self_condition=self_condition,
+        learned_variance=learned_variance,
     )
     if sampler == "ddpm":
         if steps not in (None, diffusion.T):

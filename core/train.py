@@ -421,9 +421,13 @@ class Trainer:
                     out = self.model(xt, t, y, self._self_estimate(xt, t, y, k))
                 else:
                     out = self.model(xt, t, y)
+                if cfg.learned_variance:
+                    out, v = out.chunk(2, dim=1)
                 losses = self.diffusion.training_losses(
                     out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
                 )
+                if cfg.learned_variance:  # the hybrid loss, improved-diffusion's L_simple + lambda L_vlb
+                    losses = losses + cfg.vlb_weight * self.diffusion.vlb_loss(out, v, x0, xt, t, cfg.objective)
                 loss = losses.mean() / cfg.grad_accum
                 loss.backward()
             total += loss.detach()
@@ -446,7 +450,7 @@ class Trainer:
         if not self_condition_coin(cfg.seed, k):
             return zeros
         with torch.no_grad():
-            out = self.net(xt, t, y, zeros)
+            out = self.net(xt, t, y, zeros)[:, : xt.shape[1]]  # the prediction, without a learned variance
             x0, _ = self.diffusion.predict_x0_eps(out.float(), xt, t, cfg.objective)
         return (x0.clamp(-1.0, 1.0) if cfg.clip_x0 else x0).detach()
 

@@ -28,6 +28,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
         time_embedding=cfg.time_embedding,
         num_timesteps=cfg.T,
         self_condition=cfg.self_condition,
+        learned_variance=cfg.learned_variance,
     )
     return net
 

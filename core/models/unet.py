@@ -106,6 +106,7 @@ class UNet(nn.Module):
         time_embedding: str = "sinusoidal",
         num_timesteps: int = 1000,
         self_condition: bool = False,
+        learned_variance: bool = False,
     ):
         super().__init__()
         if image_size % patch:
@@ -160,7 +161,10 @@ class UNet(nn.Module):
                 res *= 2
 
         self.out_norm = norm(ch)
-        self.out = nn.Conv2d(ch, in_channels * patch * patch, 3, padding=1)
+        # A learned variance (improved-diffusion) takes as many channels again: the output is
+        # the objective's prediction, then v (the log-variance interpolation, see diffusion.py).
+        self.learned_variance = learned_variance
+        self.out = nn.Conv2d(ch, in_channels * (2 if learned_variance else 1) * patch * patch, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -148,3 +148,18 @@ def test_guidance_gives_a_self_conditioned_estimate_to_both_halves():
         calls.clear()
         guided(net, y, w, 10)(x, t, est)
         assert torch.equal(calls[0][1], est)
+
+
+def test_guidance_blends_the_prediction_and_keeps_the_conditional_variance():
+    """A learned-variance network's output is the prediction then v: guidance blends the first
+    ``split`` channels and takes v from the conditional half, as GLIDE does."""
+
+    def net(x, t, y):
+        pred = x + y.view(-1, 1, 1, 1).float()
+        return torch.cat([pred, -pred], dim=1)
+
+    x, t, y = torch.zeros(2, 1, 2, 2), torch.tensor([4, 9]), torch.tensor([1, 3])
+    out = guided(net, y, 3.0, 10, split=1)(x, t)
+    cond, uncond = y.view(-1, 1, 1, 1).float().expand(2, 1, 2, 2), torch.full((2, 1, 2, 2), 10.0)
+    assert torch.allclose(out[:, :1], uncond + 3 * (cond - uncond))
+    assert torch.allclose(out[:, 1:], -cond)

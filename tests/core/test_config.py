@@ -82,7 +82,7 @@ def test_default_preset_follows_the_device():
 
 
 @pytest.mark.parametrize(
-    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay"]
+    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay", "vlb_weight"]
 )
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400"])
 def test_non_finite_numbers_are_refused_in_one_line(field, text):
@@ -109,6 +109,10 @@ def test_non_finite_values_set_directly_are_refused_too(field):
     [
         ("quick", {"time_embedding": "rope"}, "time_embedding", "sinusoidal, random_fourier, learned_fourier"),
         ("scurve", {"time_embedding": "random_fourier"}, "time_embedding", "leave time_embedding=sinusoidal for model=mlp"),
+        ("scurve", {"self_condition": "true"}, "self_condition", "only the U-Net"),
+        ("scurve", {"learned_variance": "true"}, "learned_variance", "only the U-Net"),
+        ("quick", {"vlb_weight": "-0.1"}, "vlb_weight", "between 0 and 1"),
+        ("quick", {"vlb_weight": "2"}, "vlb_weight", "between 0 and 1"),
         ("quick", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
         ("fashion", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
         ("scurve", {"hflip": "true"}, "hflip", "not images"),
@@ -128,9 +132,14 @@ def test_engine_options_are_refused_in_one_line(name, overrides, field, words):
 def test_engine_options_default_to_the_engine_of_before():
     """A config recorded before these options existed (no such keys) reads with the defaults
     that reproduce it: what lets old runs resume and old checkpoints sample."""
-    old = {k: v for k, v in preset("quick").to_dict().items() if k not in {"time_embedding", "image_mode", "hflip"}}
+    old = {
+        k: v
+        for k, v in preset("quick").to_dict().items()
+        if k not in {"time_embedding", "image_mode", "hflip", "self_condition", "learned_variance", "vlb_weight"}
+    }
     cfg = RunConfig.from_dict(old)
     assert (cfg.time_embedding, cfg.image_mode, cfg.hflip) == ("sinusoidal", "auto", False)
+    assert (cfg.self_condition, cfg.learned_variance, cfg.vlb_weight) == (False, False, 0.001)
     assert cfg == preset("quick")
 
 

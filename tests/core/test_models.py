@@ -112,3 +112,10 @@ def test_a_self_conditioned_unet_takes_its_estimate_beside_x_t():
         assert out.shape == x.shape
         assert torch.equal(net(x, t), net(x, t, None, torch.zeros_like(x)))  # no estimate: zeros
         assert not torch.allclose(out, net(x, t))
+
+
+def test_a_learned_variance_unet_outputs_twice_the_channels():
+    for over, channels in (({"learned_variance": "true"}, 2), ({"learned_variance": "true", "patch": "1"}, 2), ({}, 1)):
+        net = build_model(preset("smoke", over))
+        out = net(torch.randn(2, 1, 28, 28), torch.tensor([0, 9]))
+        assert out.shape == (2, channels, 28, 28)

@@ -83,6 +83,8 @@ def test_resume_continues_exactly(tmp_path, digits):
         {**FOLDER, "hflip": True},
         {"self_condition": True, "objective": "v"},
         {"self_condition": True, "objective": "x0", "cond": "class", "guidance": 2.0},
+        {"learned_variance": True},
+        {"learned_variance": True, "objective": "v", "self_condition": True, "cond": "class", "guidance": 2.0},
     ],
     ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items() if k not in FOLDER),
 )
@@ -307,3 +309,27 @@ def test_the_self_conditioning_pass_gets_no_gradient(digits, monkeypatch, coin):
     assert grad2 and not est2.requires_grad and est2.grad_fn is None  # the trained pass: a constant
     assert est2.abs().max() > 0 and est2.abs().max() <= 1  # the estimate, clipped as sampling clips it
     assert all(p.grad is not None for p in tr.net.parameters())
+
+
+def test_a_learned_variance_trains_on_the_hybrid_loss(digits, monkeypatch):
+    """The step's loss is L_simple + vlb_weight * L_vlb, both from the one output."""
+    import core.diffusion
+
+    seen = {}
+    vlb = core.diffusion.Diffusion.vlb_loss
+
+    def spy(self, *args):
+        seen["vlb"] = vlb(self, *args)
+        return seen["vlb"]
+
+    monkeypatch.setattr(core.diffusion.Diffusion, "vlb_loss", spy)
+    cfg = smoke(learned_variance=True, vlb_weight=0.5, steps=1, grad_accum=1)
+    tr = Trainer(cfg, device="cpu", dataset=digits)
+    outs = []
+    tr.net.register_forward_hook(lambda m, args, out: outs.append((args, out.detach())))
+    loss, _ = tr.train_step()
+    (xt, t, _y), out = outs[0]
+    simple = tr.diffusion.training_losses(out[:, :1], tr.batch(0)[0], t, tr.diffusion.eps_from_x0(xt, t, tr.batch(0)[0]),
+                                          objective="eps", loss="l2", min_snr_gamma=cfg.min_snr_gamma)  # fmt: skip
+    assert seen["vlb"].shape == (cfg.batch_size,) and torch.isfinite(seen["vlb"]).all()
+    assert loss.item() == pytest.approx((simple + 0.5 * seen["vlb"]).mean().item(), rel=1e-4)
