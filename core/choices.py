@@ -24,3 +24,8 @@ ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0
 SEQUENCE_DATASETS = ("sines", "seq")  # 1-D sequences (C, L), trained with model=unet1d
+# The reference image engine's options (see RunConfig): how a U-Net sees the step, and how a
+# folder's images are read (auto: as image_channels says; rgb and l set image_channels).
+TIME_EMBEDDINGS = ("sinusoidal", "random_fourier", "learned_fourier")
+IMAGE_MODES = ("auto", "rgb", "l")
+IMAGE_MODE_CHANNELS = {"rgb": 3, "l": 1}

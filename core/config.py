@@ -18,6 +18,8 @@ from core.choices import (
     DATASETS,
     ETA_MAX,
     GUIDANCE_MAX,
+    IMAGE_MODE_CHANNELS,
+    IMAGE_MODES,
     LOSSES,
     LR_DECAYS,
     MODELS,
@@ -27,6 +29,7 @@ from core.choices import (
     SCHEDULES,
     SEQUENCE_DATASETS,
     T_SAMPLINGS,
+    TIME_EMBEDDINGS,
 )
 from core.errors import DDPMError
 
@@ -48,6 +51,8 @@ class RunConfig:
     data_dir: str = ""  # the image folder, for dataset=folder
     image_size: int = 28
     image_channels: int = 1  # for dataset=folder: 1 (gray) or 3 (RGB)
+    image_mode: str = "auto"  # for dataset=folder: read images as rgb or l (gray), which sets image_channels
+    hflip: bool = False  # for dataset=folder: flip a random half of each training batch left to right
     # model
     model: str = "unet"
     channels: int = 32  # U-Net base width
@@ -56,6 +61,10 @@ class RunConfig:
     attn_resolutions: tuple[int, ...] = ()
     dropout: float = 0.0
     patch: int = 2  # pixels folded into channels before the U-Net (1 = none)
+    time_embedding: str = "sinusoidal"  # U-Net step features: sinusoidal, random_fourier, learned_fourier
+    self_condition: bool = False  # the U-Net also sees its own x0 estimate (Chen et al. 2022), in training and sampling
+    learned_variance: bool = False  # the U-Net also predicts the reverse variance; ddpm samples with it, ddim/dpmpp2m ignore it
+    vlb_weight: float = 0.001  # learned_variance: lambda of the hybrid loss L_simple + lambda L_vlb
     cond: str = "none"  # class: the model is told which class to draw (classifier-free guidance)
     cond_drop: float = 0.1  # share of training labels replaced by the null label (cond=class)
     num_classes: int = 10  # label rows of a conditional model (10 for the digit datasets)
@@ -220,6 +229,9 @@ def replace(base: RunConfig, overrides: dict[str, typing.Any], *, validate: bool
             errors.append(str(e))
     if errors:
         raise ConfigError(errors)
+    if values.get("image_mode") in IMAGE_MODE_CHANNELS and "image_channels" not in values:
+        # The mode names the channels too; given both, validation checks that they agree.
+        values["image_channels"] = IMAGE_MODE_CHANNELS[values["image_mode"]]
     cfg = dataclasses.replace(base, **values)
     return cfg.validate() if validate else cfg
 
@@ -327,6 +339,7 @@ def _validate(c: RunConfig) -> list[str]:
                 f"channel_mult: {len(c.channel_mult)} levels halve a {int(size)}x{int(size)} map "
                 f"{levels} times, which does not divide evenly; use fewer levels or another patch"
             )
+    _validate_engine_options(c, e)
     return e
 
 
@@ -354,6 +367,31 @@ def _validate_sequences(c: RunConfig) -> list[str]:
     if not 1 <= c.seq_channels <= 64:
         e.append(f"seq_channels: {c.seq_channels} is out of range; it must be between 1 and 64")
     return e
+
+
+def _validate_engine_options(c: RunConfig, e: list[str]) -> None:
+    """The reference image engine's options: U-Net features, folder-only data handling."""
+    _one_of(e, "time_embedding", c.time_embedding, TIME_EMBEDDINGS)
+    if c.model != "unet" and c.time_embedding != "sinusoidal":
+        e.append(f"time_embedding: only the U-Net offers Fourier features; leave time_embedding=sinusoidal for model={c.model}")
+    if c.model != "unet" and c.self_condition:
+        e.append(f"self_condition: only the U-Net takes its own estimate back; leave self_condition off for model={c.model}")
+    if c.model != "unet" and c.learned_variance:
+        e.append(f"learned_variance: only the U-Net predicts a variance; leave learned_variance off for model={c.model}")
+    if not (math.isfinite(c.vlb_weight) and 0 <= c.vlb_weight <= 1):
+        e.append(f"vlb_weight: {c.vlb_weight} is out of range; it must be between 0 and 1 (improved-diffusion uses 0.001)")
+    _one_of(e, "image_mode", c.image_mode, IMAGE_MODES)
+    if c.image_mode != "auto" and c.dataset != "folder":
+        e.append(f"image_mode: only folder images are read in a mode; leave image_mode=auto for {c.dataset}")
+    elif IMAGE_MODE_CHANNELS.get(c.image_mode, c.image_channels) != c.image_channels:
+        want = IMAGE_MODE_CHANNELS[c.image_mode]
+        e.append(
+            f"image_channels: {c.image_channels} disagrees with image_mode={c.image_mode}; set image_channels={want} or leave it out"
+        )
+    if c.hflip and c.dataset in ("mnist", "fashion"):
+        e.append(f"hflip: a flipped 7 is not a 7 ({c.dataset} has a handedness); leave hflip off")
+    elif c.hflip and not c.is_image:
+        e.append(f"hflip: {c.dataset} holds no images; leave hflip off")
 
 
 # ---- presets ---------------------------------------------------------------------------

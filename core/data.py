@@ -110,6 +110,13 @@ class HostBatches:
         return self.data.as_batch(x)
 
 
+def flip_some(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Images (N, C, H, W) with those where ``flip`` (N,) is true mirrored left to right: the
+    ``hflip`` augmentation, with the mask drawn by the trainer from the step's generator so
+    that a resumed run flips exactly the images it would have flipped."""
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
     return x.float().mul_(2.0 / 255.0).sub_(1.0)

@@ -13,6 +13,7 @@ in whatever parameterisation is convenient.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,7 @@ class Diffusion:
         post_logvar = torch.log(torch.cat([post_var[1:2], post_var[1:]])) if self.T > 1 else torch.zeros(1, dtype=torch.float64)
         coefs = {
             "betas": b,
+            "log_betas": b.log(),
             "alphas_cumprod": ac,
             "alphas_cumprod_prev": ac_prev,
             "sqrt_alphas_cumprod": ac.sqrt(),
@@ -175,6 +177,48 @@ class Diffusion:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         per = per.flatten(1).mean(1)
         return per * self.loss_weight(t, objective, min_snr_gamma)
+
+    # ---- a learned variance (Nichol and Dhariwal 2021) --------------------------------
+
+    def learned_logvar(self, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The reverse step's log variance from the network's v: with v' = (v + 1) / 2,
+        v' log beta_t + (1 - v') log beta_tilde_t (improved-diffusion's interpolation; v = 1
+        is beta_t, v = -1 the posterior's beta_tilde_t, clipped at t = 0 as everywhere)."""
+        n = v.ndim
+        frac = (v.float() + 1.0) / 2.0
+        return frac * extract(self.log_betas, t, n) + (1.0 - frac) * extract(self.posterior_log_variance_clipped, t, n)
+
+    def vlb_loss(self, out: torch.Tensor, v: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, objective: str):
+        """Per-example L_vlb of a learned-variance network, T * L_t in bits per dimension, the
+        term a hybrid loss adds ``vlb_weight`` times (L_simple + lambda L_vlb, lambda = 0.001 in
+        improved-diffusion, whose ``vb * T / 1000`` this is). L_t is KL(q(x_{t-1} | x_t, x_0) ||
+        p(x_{t-1} | x_t)) for t > 0 and the discretised Gaussian decoder's negative log
+        likelihood of x_0 at t = 0. The mean is frozen (``out`` detached, improved-diffusion's
+        ``frozen_out``): L_vlb trains the variance alone and L_simple the mean."""
+        x0_hat, _ = self.predict_x0_eps(out.detach().float(), xt, t, objective)
+        model_mean, _, _ = self.q_posterior(x0_hat, xt, t)
+        model_logvar = self.learned_logvar(v, t)
+        true_mean, _, true_logvar = self.q_posterior(x0, xt, t)
+        kl = normal_kl(true_mean, true_logvar, model_mean, model_logvar).flatten(1).mean(1)
+        nll = -discretized_gaussian_log_likelihood(x0, mean=model_mean, log_scale=0.5 * model_logvar).flatten(1).mean(1)
+        return torch.where(t == 0, nll, kl) * (self.T / math.log(2.0))
+
+
+def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean1, exp logvar1) || N(mean2, exp logvar2)), elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, *, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(x) of 8-bit data in [-1, 1] under N(mean, exp(log_scale)^2) discretised into its 256
+    bins (width 2/255; the end bins reach to infinity): improved-diffusion's decoder, with the
+    exact normal CDF (``log_ndtr``, which keeps its tails) in place of its tanh approximation."""
+    inv = torch.exp(-log_scale)
+    upper, lower = inv * (x - mean + 1.0 / 255.0), inv * (x - mean - 1.0 / 255.0)
+    log_cdf_upper = torch.special.log_ndtr(upper)  # P(X <= upper edge)
+    log_sf_lower = torch.special.log_ndtr(-lower)  # P(X > lower edge)
+    mid = torch.log((torch.special.ndtr(upper) - torch.special.ndtr(lower)).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_upper, torch.where(x > 0.999, log_sf_lower, mid))
 
 
 def sample_timesteps(n: int, T: int, mode: str, *, generator: torch.Generator | None, device) -> torch.Tensor:

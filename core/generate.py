@@ -64,7 +64,7 @@ def generate(
             m = min(batch, n - start)
             y = y_all[start : start + m].to(device) if y_all is not None else None
             res = sample(
-                guided(net, y, spec.guidance, cfg.num_classes),
+                guided(net, y, spec.guidance, cfg.num_classes, split=cfg.data_channels if cfg.learned_variance else None),
                 diffusion,
                 (m, *cfg.sample_shape),
                 sampler=spec.sampler,
@@ -76,6 +76,8 @@ def generate(
                 device=device,
                 clip_x0=cfg.clip_x0,
                 trajectory_frames=trajectory_frames if start == 0 else 0,
+                self_condition=cfg.self_condition,
+                learned_variance=cfg.learned_variance,
             )
             parts.append(res.x.float().cpu())
             if first is None:
@@ -87,7 +89,7 @@ def generate(
     return first
 
 
-def guided(net: torch.nn.Module, y: torch.Tensor | None, w: float | None, null: int):
+def guided(net: torch.nn.Module, y: torch.Tensor | None, w: float | None, null: int, *, split: int | None = None):
     """The network as the samplers call it, ``model(x, t)``, steered by classifier-free
     guidance (Ho and Salimans 2022): ``out = u + w (c - u)`` of the unconditional (null label)
     and conditional predictions, both from one batch of twice the size.
@@ -96,19 +98,27 @@ def guided(net: torch.nn.Module, y: torch.Tensor | None, w: float | None, null: 
     guidance in eps space: given x_t, eps is an affine function of x0 and of v (eps = (x_t -
     sqrt(abar) x0) / sqrt(1 - abar); eps = sqrt(1 - abar) x_t + sqrt(abar) v), and an affine
     map carries u + w (c - u) to the same blend of its images. w = 0 is the unconditional
-    prediction, w = 1 the conditional one (one pass each)."""
+    prediction, w = 1 the conditional one (one pass each).
+
+    Whatever follows (x, t) is passed on: a self-conditioned network's x0 estimate, given to
+    both halves of the guided batch alike. With ``split`` (a learned variance's network: its
+    first ``split`` channels are the prediction, the rest v) only the prediction is blended and
+    v is the conditional one's, as GLIDE guides."""
     if y is None:
-        return net
+        return lambda x, t, *rest: net(x, t, None, *rest)
     if w is None or w == 1.0:
-        return lambda x, t: net(x, t, y)
+        return lambda x, t, *rest: net(x, t, y, *rest)
     null_y = torch.full_like(y, null)
     if w == 0.0:
-        return lambda x, t: net(x, t, null_y)
+        return lambda x, t, *rest: net(x, t, null_y, *rest)
 
-    def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_y]))
+    def model(x: torch.Tensor, t: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null_y]), *(torch.cat([r, r]) for r in rest))
         cond, uncond = out.chunk(2)
-        return uncond + w * (cond - uncond)
+        if split is None:
+            return uncond + w * (cond - uncond)
+        blend = uncond[:, :split] + w * (cond[:, :split] - uncond[:, :split])
+        return torch.cat([blend, cond[:, split:]], dim=1)
 
     return model
 

@@ -92,14 +92,46 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     return out
 
 
-def _x0_eps(model: ModelFn, diffusion: Diffusion, x: torch.Tensor, t: int, objective: str, clip: bool):
-    tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-    out = model(x, tt).float()
-    x0, eps = diffusion.predict_x0_eps(out, x, tt, objective)
-    if clip:
-        x0 = x0.clamp(-1.0, 1.0)
-        eps = diffusion.eps_from_x0(x, tt, x0)
-    return tt, x0, eps
+class Denoiser:
+    """The network as every sampler reads it: at (x_t, t), the x0 and eps its output implies
+    under the objective (x0 clipped to [-1, 1] when asked, eps made to agree).
+
+    A self-conditioned network (``self_condition``, Chen et al. 2022) is called
+    ``model(x, t, x_self)`` with the x0 estimate of the call before (zeros at the first), as
+    Analog Bits samples: the estimate it trained with on half of its batches. A network with
+    a learned variance (``learned_variance``) outputs twice the channels; the second half, v,
+    is kept as ``self.v`` for the ddpm sampler, and the others read the first half alone."""
+
+    def __init__(
+        self,
+        model: ModelFn,
+        diffusion: Diffusion,
+        objective: str,
+        clip: bool,
+        *,
+        self_condition: bool = False,
+        learned_variance: bool = False,
+    ):
+        self.model, self.diffusion, self.objective, self.clip = model, diffusion, objective, clip
+        self.self_condition, self.learned_variance = self_condition, learned_variance
+        self.x0: torch.Tensor | None = None  # the last estimate, fed back when self-conditioned
+        self.v: torch.Tensor | None = None  # the last call's variance interpolation (learned_variance)
+
+    def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        if self.self_condition:
+            out = self.model(x, tt, self.x0 if self.x0 is not None else torch.zeros_like(x))
+        else:
+            out = self.model(x, tt)
+        out = out.float()
+        if self.learned_variance:
+            out, self.v = out.chunk(2, dim=1)
+        x0, eps = self.diffusion.predict_x0_eps(out, x, tt, self.objective)
+        if self.clip:
+            x0 = x0.clamp(-1.0, 1.0)
+            eps = self.diffusion.eps_from_x0(x, tt, x0)
+        self.x0 = x0
+        return tt, x0, eps
 
 
 def _record_every(n_steps: int, frames: int) -> int:
@@ -115,17 +147,24 @@ def ddpm_sample(
     objective: str = "eps",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
+    self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """Ancestral sampling through all T steps (Ho et al. 2020).
 
-    x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * clipped log var) z, with z = 0 at t = 0.
+    x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * log var) z, with z = 0 at t = 0; the log
+    variance is the posterior's (clipped at t = 0), or a learned variance's interpolation
+    between log beta_t and it (:meth:`~core.diffusion.Diffusion.learned_logvar`).
     """
     x = noise()
     res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(diffusion.T, trajectory_frames)
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     for i, t in enumerate(range(diffusion.T - 1, -1, -1)):
-        tt, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        tt, x0, _ = denoise(x, t)
         mean, _, logvar = diffusion.q_posterior(x0, x, tt)
+        if denoise.v is not None:
+            logvar = diffusion.learned_logvar(denoise.v, tt)
         if t > 0:
             x = mean + (0.5 * logvar).exp() * noise()
         else:
@@ -149,6 +188,8 @@ def ddim_sample(
     objective: str = "eps",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
+    self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """DDIM (Song et al. 2021) over ``steps`` trailing timesteps; eta = 0 is deterministic,
     eta = 1 matches DDPM's variance on the sub-sequence.
@@ -163,10 +204,12 @@ def ddim_sample(
     ts = ddim_timesteps(diffusion.T, steps)
     res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(len(ts), trajectory_frames)
+    # A learned variance is read and left unused: this sampler sets its own noise.
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     ac = diffusion.alphas_cumprod
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        tt, x0, eps = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        tt, x0, eps = denoise(x, t)
         a_t = extract(ac, tt, x.ndim)
         a_prev = extract(ac, torch.full_like(tt, t_prev), x.ndim) if t_prev >= 0 else torch.ones_like(a_t)
         sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)).clamp(min=0).sqrt()
@@ -193,6 +236,8 @@ def dpmpp2m_sample(
     objective: str = "eps",
     clip_x0: bool = True,
     trajectory_frames: int = 0,
+    self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
     """DPM-Solver++(2M) (Lu et al. 2022), multistep, in data-prediction form, over the same
     trailing timesteps as DDIM (on the exact Gaussian model this grid converged steadily with
@@ -217,6 +262,8 @@ def dpmpp2m_sample(
     ts = ddim_timesteps(diffusion.T, steps)
     res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
     every = _record_every(len(ts), trajectory_frames)
+    # A learned variance is read and left unused: this sampler sets its own noise.
+    denoise = Denoiser(model, diffusion, objective, clip_x0, self_condition=self_condition, learned_variance=learned_variance)
     abar = diffusion.alphas_cumprod_64  # float64 scalars: lambda differences lose digits in float32
 
     def coefs(t: int) -> tuple[float, float, float]:
@@ -226,7 +273,7 @@ def dpmpp2m_sample(
 
     x0_prev, h_prev = None, None
     for i, t in enumerate(ts):
-        _, x0, _ = _x0_eps(model, diffusion, x, t, objective, clip_x0)
+        _, x0, _ = denoise(x, t)
         if i + 1 < len(ts):
             _, sigma, lam = coefs(t)
             alpha_n, sigma_n, lam_n = coefs(ts[i + 1])
@@ -265,11 +312,22 @@ def sample(
     clip_x0: bool = True,
     trajectory_frames: int = 0,
     noise: NoiseFn | None = None,
+    self_condition: bool = False,
+    learned_variance: bool = False,
 ) -> SampleResult:
-    """One entry point for both samplers. Sample i of the batch is sample ``start + i`` of
-    the draw seeded ``seed`` (see :class:`SampleNoise`); ``noise`` replaces that source."""
+    """One entry point for every sampler. Sample i of the batch is sample ``start + i`` of
+    the draw seeded ``seed`` (see :class:`SampleNoise`); ``noise`` replaces that source. A
+    self-conditioned model is called ``model(x, t, x_self)``; a learned variance is used by
+    ddpm alone (see :class:`Denoiser`)."""
     noise = noise or SampleNoise(shape, seed, start, device)
-    common = dict(noise=noise, objective=objective, clip_x0=clip_x0, trajectory_frames=trajectory_frames)
+    common = dict(
+        noise=noise,
+        objective=objective,
+        clip_x0=clip_x0,
+        trajectory_frames=trajectory_frames,
+        self_condition=self_condition,
+        learned_variance=learned_variance,
+    )
     if sampler == "ddpm":
         if steps not in (None, diffusion.T):
             raise ValueError(f"the ddpm sampler always takes T={diffusion.T} steps; use --sampler ddim for {steps}")

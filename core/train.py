@@ -25,7 +25,7 @@ import torch
 from core import devices, sysinfo
 from core.checkpoint import CheckpointError, SavedCheckpoint, load_checkpoint, save_checkpoint
 from core.config import ConfigError, RunConfig, check_split
-from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, load_dataset
+from core.data import BatchOrder, HostBatches, TensorDataset, check_fits, fits_on_device, flip_some, load_dataset
 from core.diffusion import Diffusion, sample_noise, sample_timesteps
 from core.distributed import SINGLE, ProcessGroup, wrap
 from core.ema import EMA
@@ -131,6 +131,15 @@ def ema_decay_at(updates: int, decay: float) -> float:
 
 def _mix(seed: int, k: int) -> int:
     return (seed * 6364136223846793005 + k * 1442695040888963407 + 1) % (2**63)
+
+
+def self_condition_coin(seed: int, k: int) -> bool:
+    """Whether micro-batch ``k`` of a self-conditioned run feeds the network its own estimate
+    (probability one half, as Chen et al.): a pure function of (seed, k), so a resumed run
+    decides as the uninterrupted one did and every rank alike; drawn on the host, since a
+    draw on the device would make the host wait for it to choose the branch."""
+    g = torch.Generator().manual_seed(_mix(seed, k) ^ 0x5E1F_C0)
+    return bool(torch.rand((), generator=g) < 0.5)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -401,6 +410,9 @@ class Trainer:
             if y is not None:  # classifier-free guidance trains the null label on a share of the batch
                 drop = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < cfg.cond_drop
                 y = torch.where(drop, torch.full_like(y, cfg.num_classes), y)
+            if cfg.hflip:  # drawn after the step's other draws, which stay those of a run without flips
+                flip = torch.rand(self.micro_batch, generator=self._gen, device=dev)[lo:hi] < 0.5
+                x0 = flip_some(x0, flip)
             xt = self.diffusion.q_sample(x0, t, eps)
             last = m == cfg.grad_accum - 1
             # DDP averages gradients once, on the last micro-batch's backward.
@@ -408,10 +420,17 @@ class Trainer:
                 _autocast(dev, self.autocast_dtype),
                 self.model.no_sync() if self.group.distributed and not last else contextlib.nullcontext(),
             ):
-                out = self.model(xt, t, y)
+                if cfg.self_condition:
+                    out = self.model(xt, t, y, self._self_estimate(xt, t, y, k))
+                else:
+                    out = self.model(xt, t, y)
+                if cfg.learned_variance:
+                    out, v = out.chunk(2, dim=1)
                 losses = self.diffusion.training_losses(
                     out, x0, t, eps, objective=cfg.objective, loss=cfg.loss, min_snr_gamma=cfg.min_snr_gamma
                 )
+                if cfg.learned_variance:  # the hybrid loss, improved-diffusion's L_simple + lambda L_vlb
+                    losses = losses + cfg.vlb_weight * self.diffusion.vlb_loss(out, v, x0, xt, t, cfg.objective)
                 loss = losses.mean() / cfg.grad_accum
                 loss.backward()
             total += loss.detach()
@@ -422,6 +441,21 @@ class Trainer:
         self.step += 1
         self.lr = lr
         return total, gnorm
+
+    def _self_estimate(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, k: int) -> torch.Tensor:
+        """What a self-conditioned network sees beside x_t (Chen et al. 2022): on half of the
+        micro-batches (:func:`self_condition_coin`) its own x0 estimate from a first pass
+        without gradient (from whatever the objective predicts, clipped as sampling clips
+        it), detached, so no gradient flows through it; zeros on the rest, as at the first
+        sampling step."""
+        cfg = self.cfg
+        zeros = torch.zeros_like(xt)
+        if not self_condition_coin(cfg.seed, k):
+            return zeros
+        with torch.no_grad():
+            out = self.net(xt, t, y, zeros)[:, : xt.shape[1]]  # the prediction, without a learned variance
+            x0, _ = self.diffusion.predict_x0_eps(out.float(), xt, t, cfg.objective)
+        return (x0.clamp(-1.0, 1.0) if cfg.clip_x0 else x0).detach()
 
     # ---- the loop ----------------------------------------------------------------------
 

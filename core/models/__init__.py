@@ -33,6 +33,10 @@ def build_model(cfg: RunConfig) -> nn.Module:
         dropout=cfg.dropout,
         patch=cfg.patch,
         num_classes=cfg.num_classes if cfg.cond == "class" else 0,
+        time_embedding=cfg.time_embedding,
+        num_timesteps=cfg.T,
+        self_condition=cfg.self_condition,
+        learned_variance=cfg.learned_variance,
     )
     return net
 

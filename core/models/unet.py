@@ -1,7 +1,7 @@
 """A U-Net noise predictor for small images (28x28 MNIST, 32x32 folders, 1 or 3 channels).
 
 The architecture is the DDPM / improved-diffusion U-Net scaled down: residual blocks with
-GroupNorm and a sinusoidal time embedding injected as a per-channel scale and shift, optional
+GroupNorm and a time embedding (sinusoidal, or Fourier features: see time_features.py) injected as a per-channel scale and shift, optional
 self-attention at chosen resolutions, strided-conv downsampling and nearest-neighbour
 upsampling, skip connections from every block of the down path.
 
@@ -13,23 +13,14 @@ the same digits for a fraction of the cost.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from core.models.time_features import time_features, timestep_embedding
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps, as in the Transformer."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
+__all__ = ["UNet", "timestep_embedding"]  # the MLP imports the sinusoidal embedding from here
 
 
 def _groups(channels: int) -> int:
@@ -112,6 +103,10 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         patch: int = 1,
         num_classes: int = 0,
+        time_embedding: str = "sinusoidal",
+        num_timesteps: int = 1000,
+        self_condition: bool = False,
+        learned_variance: bool = False,
     ):
         super().__init__()
         if image_size % patch:
@@ -126,13 +121,16 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         tdim = channels * 4
         self.channels = channels
+        self.time_features = time_features(time_embedding, channels, num_timesteps)
         self.time_mlp = nn.Sequential(nn.Linear(channels, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
         # A class-conditional model adds its label's embedding to the time embedding; the
         # extra last row is the null label ("no class"), which classifier-free guidance trains
         # on a share of the batches and samples with for the unconditional prediction.
         self.num_classes = num_classes
         self.label_emb = nn.Embedding(num_classes + 1, tdim) if num_classes else None
-        self.stem = nn.Conv2d(in_channels * patch * patch, channels, 3, padding=1)
+        # Self-conditioning (Chen et al. 2022) doubles the input: x_t beside an x0 estimate.
+        self.self_condition = self_condition
+        self.stem = nn.Conv2d(in_channels * (2 if self_condition else 1) * patch * patch, channels, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips = [channels]
@@ -163,13 +161,21 @@ class UNet(nn.Module):
                 res *= 2
 
         self.out_norm = norm(ch)
-        self.out = nn.Conv2d(ch, in_channels * patch * patch, 3, padding=1)
+        # A learned variance (improved-diffusion) takes as many channels again: the output is
+        # the objective's prediction, then v (the log-variance interpolation, see diffusion.py).
+        self.learned_variance = learned_variance
+        self.out = nn.Conv2d(ch, in_channels * (2 if learned_variance else 1) * patch * patch, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``y``: class labels (``num_classes`` is the null label; None means null for all)."""
-        emb = self.time_mlp(timestep_embedding(t, self.channels))
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, x_self: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``y``: class labels (``num_classes`` is the null label; None means null for all).
+        ``x_self``: a self-conditioned model's x0 estimate, shaped as ``x`` (None means zeros)."""
+        if self.self_condition:
+            x = torch.cat([x, torch.zeros_like(x) if x_self is None else x_self.to(x.dtype)], dim=1)
+        emb = self.time_mlp(self.time_features(t))
         if self.label_emb is not None:
             if y is None:
                 y = torch.full_like(t, self.num_classes)

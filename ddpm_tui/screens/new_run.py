@@ -39,6 +39,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_decay": choices.LR_DECAYS,
     "sampler": choices.SAMPLERS,
     "t_sampling": choices.T_SAMPLINGS,
+    "time_embedding": choices.TIME_EMBEDDINGS,
+    "image_mode": choices.IMAGE_MODES,
 }
 # The first field of each group, in RunConfig's order.
 SECTIONS = {

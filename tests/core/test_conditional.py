@@ -128,3 +128,38 @@ def test_guidance_works_with_every_sampler_and_objective(sampler, objective):
     spec = resolve_spec(cfg, guidance=3.0)
     res = generate(net, diff, cfg, 6, spec=spec, device=torch.device("cpu"), labels=[0, 0, 5, 5, 9, 9])
     assert res.x.shape == (6, 1, 28, 28) and torch.isfinite(res.x).all()
+
+
+def test_guidance_gives_a_self_conditioned_estimate_to_both_halves():
+    calls = []
+
+    def net(x, t, y, x_self):
+        calls.append((y.clone(), x_self.clone()))
+        return x + x_self + y.view(-1, 1, 1, 1).float()
+
+    x, t, y = torch.randn(2, 1, 2, 2), torch.tensor([4, 9]), torch.tensor([1, 3])
+    est = torch.randn(2, 1, 2, 2)
+    out = guided(net, y, 3.0, 10)(x, t, est)
+    ((ys, x_self),) = calls
+    assert ys.tolist() == [1, 3, 10, 10] and torch.equal(x_self, torch.cat([est, est]))
+    cond, uncond = x + est + y.view(-1, 1, 1, 1), x + est + 10
+    assert torch.allclose(out, uncond + 3 * (cond - uncond))
+    for w in (0.0, 1.0):  # one pass each, the estimate passed on
+        calls.clear()
+        guided(net, y, w, 10)(x, t, est)
+        assert torch.equal(calls[0][1], est)
+
+
+def test_guidance_blends_the_prediction_and_keeps_the_conditional_variance():
+    """A learned-variance network's output is the prediction then v: guidance blends the first
+    ``split`` channels and takes v from the conditional half, as GLIDE does."""
+
+    def net(x, t, y):
+        pred = x + y.view(-1, 1, 1, 1).float()
+        return torch.cat([pred, -pred], dim=1)
+
+    x, t, y = torch.zeros(2, 1, 2, 2), torch.tensor([4, 9]), torch.tensor([1, 3])
+    out = guided(net, y, 3.0, 10, split=1)(x, t)
+    cond, uncond = y.view(-1, 1, 1, 1).float().expand(2, 1, 2, 2), torch.full((2, 1, 2, 2), 10.0)
+    assert torch.allclose(out[:, :1], uncond + 3 * (cond - uncond))
+    assert torch.allclose(out[:, 1:], -cond)

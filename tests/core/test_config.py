@@ -84,7 +84,7 @@ def test_default_preset_follows_the_device():
 
 
 @pytest.mark.parametrize(
-    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay"]
+    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay", "vlb_weight"]
 )
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400"])
 def test_non_finite_numbers_are_refused_in_one_line(field, text):
@@ -116,3 +116,49 @@ def test_scurve_seed_is_the_written_out_recipe():
     assert RunConfig().t_sampling == "uniform"  # every other recipe draws timesteps as before
     with pytest.raises(ConfigError, match="model=mlp or mlp_embed"):
         preset("scurve-seed", {"model": "unet"})
+
+
+@pytest.mark.parametrize(
+    "name,overrides,field,words",
+    [
+        ("quick", {"time_embedding": "rope"}, "time_embedding", "sinusoidal, random_fourier, learned_fourier"),
+        ("scurve", {"time_embedding": "random_fourier"}, "time_embedding", "leave time_embedding=sinusoidal for model=mlp"),
+        ("scurve", {"self_condition": "true"}, "self_condition", "only the U-Net"),
+        ("scurve", {"learned_variance": "true"}, "learned_variance", "only the U-Net"),
+        ("quick", {"vlb_weight": "-0.1"}, "vlb_weight", "between 0 and 1"),
+        ("quick", {"vlb_weight": "2"}, "vlb_weight", "between 0 and 1"),
+        ("quick", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
+        ("fashion", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
+        ("scurve", {"hflip": "true"}, "hflip", "not images"),
+        ("quick", {"image_mode": "rgb"}, "image_mode", "only folder images"),
+        ("folder", {"image_mode": "cmyk"}, "image_mode", "auto, rgb, l"),
+        ("folder", {"image_mode": "rgb", "image_channels": "1"}, "image_channels", "set image_channels=3"),
+    ],
+)
+def test_engine_options_are_refused_in_one_line(name, overrides, field, words):
+    with pytest.raises(ConfigError) as err:
+        preset(name, {**overrides, "data_dir": "/data"} if name == "folder" else overrides)
+    assert len(err.value.errors) == 1
+    line = err.value.errors[0]
+    assert line.startswith(f"{field}:") and words in line and "\n" not in line
+
+
+def test_engine_options_default_to_the_engine_of_before():
+    """A config recorded before these options existed (no such keys) reads with the defaults
+    that reproduce it: what lets old runs resume and old checkpoints sample."""
+    old = {
+        k: v
+        for k, v in preset("quick").to_dict().items()
+        if k not in {"time_embedding", "image_mode", "hflip", "self_condition", "learned_variance", "vlb_weight"}
+    }
+    cfg = RunConfig.from_dict(old)
+    assert (cfg.time_embedding, cfg.image_mode, cfg.hflip) == ("sinusoidal", "auto", False)
+    assert (cfg.self_condition, cfg.learned_variance, cfg.vlb_weight) == (False, False, 0.001)
+    assert cfg == preset("quick")
+
+
+def test_image_mode_sets_the_channels_and_hflip_suits_folders():
+    gray = preset("folder", {"data_dir": "/data", "image_mode": "l", "hflip": "true"})
+    assert (gray.image_channels, gray.data_channels, gray.sample_shape, gray.hflip) == (1, 1, (1, 32, 32), True)
+    assert from_json(gray.to_json()) == gray  # a recorded config reads back as it was
+    assert preset("folder", {"data_dir": "/data", "image_mode": "rgb", "image_channels": "3"}).data_channels == 3

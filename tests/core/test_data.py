@@ -10,7 +10,7 @@ import torch
 
 from core import sources
 from core.config import ConfigError, preset
-from core.data import BatchOrder, check_fits, distance_to_s_curve, load_dataset, make_s_curve, to_model_range, to_uint8
+from core.data import BatchOrder, check_fits, distance_to_s_curve, flip_some, load_dataset, make_s_curve, to_model_range, to_uint8
 from core.sources import DataError, load_fashion_mnist, load_folder, load_mnist, read_idx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +90,20 @@ def test_image_folder_gray_and_rgb(tmp_path):
     assert gray.shape == (2, 1, 8, 8)
     cfg = preset("folder", {"data_dir": str(tmp_path), "image_size": 16, "batch_size": 2})
     assert load_dataset(cfg).data.shape == (2, 3, 16, 16)
+    # image_mode names how the folder is read, and the channels with it
+    gray_cfg = preset("folder", {"data_dir": str(tmp_path), "image_size": 16, "batch_size": 2, "image_mode": "l"})
+    assert gray_cfg.image_channels == 1
+    red = load_dataset(gray_cfg).data[0, 0]
+    assert red.shape == (16, 16) and int(red[0, 0]) == 76  # ITU-R 601 luma of pure red: 255 * 299 / 1000
+    rgb_cfg = preset("folder", {"data_dir": str(tmp_path), "image_size": 16, "batch_size": 2, "image_mode": "rgb"})
+    assert load_dataset(rgb_cfg).data.shape == (2, 3, 16, 16)
+
+
+def test_flip_some_mirrors_exactly_the_chosen_images():
+    x = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 1, 2, 3)
+    out = flip_some(x, torch.tensor([True, False]))
+    assert out[0, 0].tolist() == [[2.0, 1.0, 0.0], [5.0, 4.0, 3.0]]
+    assert torch.equal(out[1], x[1])
 
 
 def test_image_folder_errors(tmp_path):

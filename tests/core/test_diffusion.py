@@ -134,3 +134,82 @@ def test_an_odd_batch_ends_in_one_uniform_timestep_and_uniform_is_unchanged():
     assert torch.equal(u, torch.randint(0, 50, (9,), generator=torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="uniform, antithetic"):
         sample_timesteps(4, 50, "stratified", generator=None, device="cpu")
+
+
+def two_step() -> Diffusion:
+    """T = 2 with betas 0.1, 0.2: abar = 0.9, 0.72; at t = 1 the posterior variance is
+    beta_1 (1 - abar_0) / (1 - abar_1) = 0.2 * 0.1 / 0.28 = 1/14, the mean coefficients are
+    c1 = beta_1 sqrt(abar_0) / (1 - abar_1) = 0.2 sqrt(0.9) / 0.28 = 0.677631 (on x0) and
+    c2 = (1 - abar_0) sqrt(alpha_1) / (1 - abar_1) = 0.1 sqrt(0.8) / 0.28 = 0.319438 (on x_t)."""
+    return Diffusion(torch.tensor([0.1, 0.2], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "v,expected",
+    [
+        # v = -1: the model's variance is the posterior's, 1/14; the means differ by
+        # c1 (0.5 - 0.2) = 0.203289, so KL = 0.5 * 0.203289^2 * 14 = 0.289286 nats
+        # = 0.417351 bits, and L_vlb = T * that = 0.834702
+        (-1.0, 0.834702),
+        # v = 1: the variance is beta_1 = 0.2, so KL = 0.5 (-1 + log(0.2 * 14) + 1 / (0.2 * 14)
+        # + 0.203289^2 / 0.2) = 0.5 (-1 + 1.029619 + 0.357143 + 0.206633) = 0.296697 nats
+        # = 0.428044 bits, L_vlb = 0.856088
+        (1.0, 0.856088),
+        # v = 0: log var halfway, var = sqrt(0.2 / 14) = 0.119523; KL = 0.5 (-1 + 0.514810 +
+        # 0.597614 + 0.041327 / 0.119523) = 0.229093 nats = 0.330512 bits, L_vlb = 0.661023
+        (0.0, 0.661023),
+    ],
+)
+def test_vlb_is_the_closed_form_gaussian_kl(v, expected):
+    """x0 = 0.5, x_t = 0.3 at t = 1, the network predicting x0 = 0.2: L_vlb is T times the
+    KL between q(x_0 | x_1, x0) and the model's step, in bits."""
+    diff = two_step()
+    x0, xt, out = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.3), torch.full((1, 1, 1, 1), 0.2)
+    vv = torch.full((1, 1, 1, 1), v)
+    got = diff.vlb_loss(out, vv, x0, xt, torch.tensor([1]), "x0")
+    assert got.item() == pytest.approx(expected, abs=2e-6)
+
+
+def test_vlb_at_t0_is_the_discretised_decoder_nll():
+    """At t = 0 the model's mean is its x0 (c1 = 1, c2 = 0) and, for v = 1, its variance beta_0
+    = 0.1: for x0 = 1 (the top bin, everything above 1 - 1/255) and a predicted 0.8 the
+    probability is 1 - Phi((1 - 1/255 - 0.8) / sqrt(0.1)) = 1 - Phi(0.620054) = 0.267611."""
+    from statistics import NormalDist
+
+    p = 1 - NormalDist().cdf((1 - 1 / 255 - 0.8) / 0.1**0.5)
+    assert p == pytest.approx(0.267611, abs=1e-6)
+    diff = two_step()
+    x0, out, v = torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.8), torch.ones(1, 1, 1, 1)
+    got = diff.vlb_loss(out, v, x0, torch.zeros(1, 1, 1, 1), torch.tensor([0]), "x0")
+    assert got.item() == pytest.approx(2 * -torch.log2(torch.tensor(p)).item(), rel=1e-5)
+
+
+def test_discretised_gaussian_bins():
+    """A bin of width 2/255 centred on the mean, sigma = 1/255: Phi(1) - Phi(-1) = 0.682689;
+    the bottom bin reaches to minus infinity: Phi(1) = 0.841345."""
+    from core.diffusion import discretized_gaussian_log_likelihood
+
+    log_scale = torch.tensor(1 / 255).log()
+    mid = discretized_gaussian_log_likelihood(torch.tensor(0.0), mean=torch.tensor(0.0), log_scale=log_scale)
+    low = discretized_gaussian_log_likelihood(torch.tensor(-1.0), mean=torch.tensor(-1.0), log_scale=log_scale)
+    assert mid.exp().item() == pytest.approx(0.682689, abs=1e-6)
+    assert low.exp().item() == pytest.approx(0.841345, abs=1e-6)
+
+
+def test_vlb_trains_the_variance_alone():
+    """improved-diffusion's frozen mean: no gradient reaches the prediction through L_vlb."""
+    diff = Diffusion.from_schedule("cosine", 50)
+    out = torch.randn(4, 1, 3, 3, requires_grad=True)
+    v = torch.zeros(4, 1, 3, 3, requires_grad=True)
+    x0 = torch.rand(4, 1, 3, 3) * 2 - 1
+    t = torch.tensor([0, 5, 20, 49])
+    diff.vlb_loss(out, v, x0, diff.q_sample(x0, t, torch.randn_like(x0)), t, "eps").sum().backward()
+    assert out.grad is None and v.grad is not None and v.grad.abs().sum() > 0
+
+
+def test_learned_logvar_ends_are_beta_and_the_posterior_variance():
+    diff = two_step()
+    t = torch.tensor([1])
+    top = diff.learned_logvar(torch.ones(1, 1), t).exp().item()
+    bottom = diff.learned_logvar(-torch.ones(1, 1), t).exp().item()
+    assert top == pytest.approx(0.2) and bottom == pytest.approx(1 / 14)

@@ -87,3 +87,60 @@ def test_mlp_embed_has_one_step_embedding_per_layer():
         after = net(x, t)
     moved = (after - before).abs().sum(1) > 0
     assert moved.tolist() == [False, True, True, False]
+
+
+def test_sinusoidal_time_features_are_the_network_of_before():
+    """The default adds no weights and no random draws: checkpoints written before time
+    features were a choice load, and a seed builds the same network."""
+    from core.models.time_features import timestep_embedding
+
+    cfg = preset("smoke")
+    torch.manual_seed(0)
+    net = build_model(cfg)
+    assert not [k for k in net.state_dict() if k.startswith("time_features")]
+    torch.manual_seed(0)
+    again = UNet(image_size=28, in_channels=1, channels=8, channel_mult=(1, 2), num_res_blocks=1, patch=2)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    t = torch.tensor([0, 7, 49])
+    assert torch.equal(net.time_features(t), timestep_embedding(t, 8))
+
+
+@pytest.mark.parametrize("kind", ["random_fourier", "learned_fourier"])
+def test_fourier_time_features(kind):
+    cfg = preset("smoke", {"time_embedding": kind})
+    net = build_model(cfg)
+    f = net.time_features
+    freqs = net.state_dict()["time_features.freqs"]  # in the checkpoint either way: it is the run's draw
+    assert freqs.shape == (cfg.channels // 2,)
+    t = torch.tensor([0, 25])
+    emb = f(t)
+    # cos and sin of 2 pi f t / T, by hand for t = 25 of T = 50: 2 pi f / 2 = pi f
+    assert torch.allclose(emb[1], torch.cat([torch.cos(torch.pi * freqs), torch.sin(torch.pi * freqs)]), atol=1e-5)
+    assert torch.equal(emb[0], torch.cat([torch.ones(4), torch.zeros(4)]))
+    x = torch.randn(2, *cfg.sample_shape)
+    net(x, t).square().mean().backward()
+    trained = [n for n, p in net.named_parameters() if n.startswith("time_features")]
+    assert trained == (["time_features.freqs"] if kind == "learned_fourier" else [])
+    if kind == "learned_fourier":
+        assert f.freqs.grad is not None
+
+
+def test_a_self_conditioned_unet_takes_its_estimate_beside_x_t():
+    torch.manual_seed(0)
+    net = build_model(preset("smoke", {"self_condition": "true"})).eval()
+    assert net.stem.in_channels == 2 * 1 * 2 * 2  # x_t and the estimate, each folded by patch 2
+    for p in net.parameters():  # past the zero-initialised layers, so the estimate reaches the output
+        torch.nn.init.normal_(p, std=0.05)
+    x, t, est = torch.randn(2, 1, 28, 28), torch.tensor([3, 40]), torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        out = net(x, t, None, est)
+        assert out.shape == x.shape
+        assert torch.equal(net(x, t), net(x, t, None, torch.zeros_like(x)))  # no estimate: zeros
+        assert not torch.allclose(out, net(x, t))
+
+
+def test_a_learned_variance_unet_outputs_twice_the_channels():
+    for over, channels in (({"learned_variance": "true"}, 2), ({"learned_variance": "true", "patch": "1"}, 2), ({}, 1)):
+        net = build_model(preset("smoke", over))
+        out = net(torch.randn(2, 1, 28, 28), torch.tensor([0, 9]))
+        assert out.shape == (2, channels, 28, 28)

@@ -270,3 +270,69 @@ def test_dpm_solver_sde_draws_the_data_gaussian_and_is_the_ode_at_eta_0():
     assert torch.equal(draw(15, 0.0, n=64, seed=3), ode)
     assert not torch.equal(draw(15, 1.0, n=64, seed=3), ode)
     assert torch.equal(draw(15, 1.0, n=64, seed=3)[:8], draw(15, 1.0, n=8, seed=3))  # per-sample noise
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp2m"])
+@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+def test_every_sampler_feeds_a_self_conditioned_model_its_last_estimate(sampler, objective):
+    """Zeros at the first step, then the x0 estimate of the step before (clipped as the
+    sampler clips it), whatever the objective predicts."""
+    from core.samplers import Denoiser
+
+    diff = Diffusion.from_schedule("cosine", 20)
+    seen, estimates = [], []
+    base = oracle(diff, objective)
+
+    def model(x, t, x_self):
+        seen.append(x_self.clone())
+        out = base(x, t)
+        x0, _ = diff.predict_x0_eps(out, x, t, objective)
+        estimates.append(x0.clamp(-1, 1))
+        return out
+
+    res = sample(model, diff, (3, 1, 2, 2), sampler=sampler, steps=None if sampler == "ddpm" else 6,
+                 eta=1.0, objective=objective, seed=0, self_condition=True)  # fmt: skip
+    assert len(seen) == (20 if sampler == "ddpm" else 6)
+    assert torch.equal(seen[0], torch.zeros(3, 1, 2, 2))
+    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(seen[1:], estimates[:-1]))
+    assert torch.isfinite(res.x).all()
+    # without self-conditioning the model is called as before, with (x, t) alone
+    plain = sample(base, diff, (3, 1, 2, 2), sampler=sampler, steps=None if sampler == "ddpm" else 6, eta=1.0,
+                   objective=objective, seed=0)  # fmt: skip
+    assert torch.allclose(plain.x, res.x)  # the oracle ignores the estimate: the same samples
+    assert Denoiser(base, diff, objective, True).x0 is None
+
+
+@pytest.mark.parametrize("v,variance", [(1.0, "betas"), (-1.0, "posterior_variance")])
+def test_ddpm_steps_with_the_learned_variance(v, variance):
+    """v = +1 everywhere gives noise of scale sqrt(beta_t), v = -1 sqrt(beta_tilde_t): the first
+    step's x differs by exactly that between a unit and a zero noise draw."""
+    diff = Diffusion(torch.linspace(0.01, 0.3, 10, dtype=torch.float64))  # beta_9 = 0.3, beta_tilde_9 = 0.273
+
+    def model(x, t):  # eps = 0 and v everywhere, in twice the channels
+        return torch.cat([torch.zeros_like(x), torch.full_like(x, v)], dim=1)
+
+    def first_step(z: float):
+        draws = iter([torch.zeros(2, 1, 2, 2)] + [torch.full((2, 1, 2, 2), z)] * 10)
+        res = sample(model, diff, (2, 1, 2, 2), sampler="ddpm", objective="eps", clip_x0=False,
+                     noise=lambda: next(draws), trajectory_frames=10, learned_variance=True)  # fmt: skip
+        return res.xt[0]
+
+    scale = first_step(1.0) - first_step(0.0)
+    expected = getattr(diff, variance)[9].sqrt().item()
+    assert torch.allclose(scale, torch.full_like(scale, expected), atol=1e-6)
+    assert diff.betas[9].item() != pytest.approx(diff.posterior_variance[9].item(), rel=0.05)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp2m"])
+def test_other_samplers_ignore_a_learned_variance(sampler):
+    diff = Diffusion.from_schedule("cosine", 20)
+    base = oracle(diff, "eps")
+
+    def with_v(v):
+        return lambda x, t: torch.cat([base(x, t), torch.full_like(x, v)], dim=1)
+
+    kw = dict(sampler=sampler, steps=5, eta=1.0, objective="eps", seed=3)
+    plain = sample(base, diff, (3, 1, 2, 2), **kw).x
+    for v in (-1.0, 1.0):
+        assert torch.equal(sample(with_v(v), diff, (3, 1, 2, 2), learned_variance=True, **kw).x, plain)

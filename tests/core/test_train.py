@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from core.train import (
     ema_decay_at,
     lr_factor,
     resolve_device,
+    self_condition_coin,
 )
 
 
@@ -23,6 +26,16 @@ def digits():
     """The first 512 MNIST digits: enough for the loop, quick to move around."""
     full = load_dataset(preset("smoke"))
     return TensorDataset(full.data[:512].clone(), full.labels[:512].clone())
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """64 random 8x8 RGB images, as a folder dataset holds them (none is its own mirror)."""
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randint(0, 256, (64, 3, 8, 8), generator=g, dtype=torch.uint8))
+
+
+FOLDER = {"dataset": "folder", "data_dir": "/unused", "image_size": 8, "image_channels": 3}
 
 
 def smoke(**over):
@@ -35,17 +48,19 @@ def states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_continues_exactly(tmp_path, digits):
-    cfg = smoke()
-    one = Trainer(cfg, device="cpu", run_dir=tmp_path / "one", dataset=digits)
+def assert_resumes_exactly(cfg, dataset, tmp_path) -> list[float]:
+    """12 steps in one go and 6 + resume + 6 give the same weights, EMA and optimizer state;
+    returns the uninterrupted run's logged losses."""
+    events = []
+    one = Trainer(cfg, device="cpu", run_dir=tmp_path / "one", dataset=dataset, on_event=events.append)
     assert one.run() == "completed"
 
-    first = Trainer(cfg, device="cpu", run_dir=tmp_path / "two", dataset=digits, should_stop=lambda: first.step >= 6)
+    first = Trainer(cfg, device="cpu", run_dir=tmp_path / "two", dataset=dataset, should_stop=lambda: first.step >= 6)
     assert first.run() == "stopped"
     ckpt = tmp_path / "two" / "step-00000006.pt"
     assert ckpt.exists()
     torch.manual_seed(1234)  # whatever happened to the global RNG in between must not matter
-    second = Trainer.resume(ckpt, device="cpu", run_dir=tmp_path / "two", dataset=digits)
+    second = Trainer.resume(ckpt, device="cpu", run_dir=tmp_path / "two", dataset=dataset)
     assert second.step == 6
     assert second.run() == "completed"
 
@@ -53,6 +68,38 @@ def test_resume_continues_exactly(tmp_path, digits):
     assert states_equal(one.ema.state_dict(), second.ema.state_dict())
     opt_a, opt_b = one.opt.state_dict()["state"], second.opt.state_dict()["state"]
     assert all(states_equal(opt_a[k], opt_b[k]) for k in opt_a)
+    return [e.values["loss"] for e in events if isinstance(e, Metrics)]
+
+
+def test_resume_continues_exactly(tmp_path, digits):
+    assert_resumes_exactly(smoke(), digits, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"time_embedding": "random_fourier"},
+        {"time_embedding": "learned_fourier"},
+        {**FOLDER, "hflip": True},
+        {"self_condition": True, "objective": "v"},
+        {"self_condition": True, "objective": "x0", "cond": "class", "guidance": 2.0},
+        {"learned_variance": True},
+        {"learned_variance": True, "objective": "v", "self_condition": True, "cond": "class", "guidance": 2.0},
+    ],
+    ids=lambda over: ",".join(f"{k}={v}" for k, v in over.items() if k not in FOLDER),
+)
+def test_engine_options_train_and_resume_exactly(tmp_path, digits, pictures, over):
+    """Each option of the reference image engine, switched on in a smoke run: finite losses,
+    samples of the data's shape, and an exact resume."""
+    cfg = smoke(**over)
+    losses = assert_resumes_exactly(cfg, pictures if cfg.dataset == "folder" else digits, tmp_path)
+    assert len(losses) == 4 and all(math.isfinite(v) and v > 0 for v in losses)
+    net, diffusion, cfg_back, _ = load_for_sampling(tmp_path / "one" / "step-00000012.pt", torch.device("cpu"))
+    assert cfg_back == cfg
+    for sampler in ("ddpm", "ddim", "dpmpp2m"):
+        spec = resolve_spec(cfg, sampler, None if sampler == "ddpm" else 4)
+        x = generate(net, diffusion, cfg, 2, spec=spec, device=torch.device("cpu"), seed=1).x
+        assert x.shape == (2, *cfg.sample_shape) and torch.isfinite(x).all()
 
 
 def seed_smoke(**over):
@@ -253,3 +300,86 @@ def test_ema_matches_averaged_model_and_loads_its_checkpoints():
     again = EMA(model)
     again.load_state_dict(old.state_dict())
     assert again.updates == 5 and states_equal(again.state_dict(), new.state_dict())
+
+
+def test_hflip_mirrors_a_random_half_and_leaves_the_other_draws_alone(pictures):
+    """The network sees, for each image, the image or its mirror (both happen), under the
+    same timesteps and noise as a run without flips: x_t differs by sqrt(abar) (x0' - x0)."""
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen[name] = (args[0].detach().clone(), args[1].clone())
+
+        return hook
+
+    cfg = smoke(**FOLDER, steps=1, batch_size=32)
+    plain = Trainer(cfg, device="cpu", dataset=pictures)
+    plain.net.register_forward_pre_hook(record("plain"))
+    plain.train_step()
+    flipped = Trainer(smoke(**FOLDER, steps=1, batch_size=32, hflip=True), device="cpu", dataset=pictures)
+    flipped.net.register_forward_pre_hook(record("flipped"))
+    flipped.train_step()
+    (xt, t), (xt_f, t_f) = seen["plain"], seen["flipped"]
+    assert torch.equal(t, t_f)
+    x0 = plain.batch(0)[0]
+    a = plain.diffusion.sqrt_alphas_cumprod[t].view(-1, 1, 1, 1)
+    x0_f = x0 + (xt_f - xt) / a  # what the flipped run trained on
+    same = (x0_f - x0).flatten(1).abs().amax(1) < 1e-3
+    mirror = (x0_f - x0.flip(-1)).flatten(1).abs().amax(1) < 1e-3
+    clear = a.flatten() > 0.05  # at the noisiest steps x_t says too little about x0 to tell
+    assert torch.all((same ^ mirror)[clear]) and 8 < int(mirror.sum()) < 24
+
+
+def test_self_condition_coin_is_half_the_batches_and_a_function_of_seed_and_step():
+    coins = [self_condition_coin(0, k) for k in range(400)]
+    assert 170 < sum(coins) < 230
+    assert coins == [self_condition_coin(0, k) for k in range(400)]
+    assert coins != [self_condition_coin(1, k) for k in range(400)]
+
+
+@pytest.mark.parametrize("coin", [True, False])
+def test_the_self_conditioning_pass_gets_no_gradient(digits, monkeypatch, coin):
+    """On a batch that self-conditions, a first pass without gradient gives the estimate that
+    the second (trained) pass sees, detached; on the others the estimate is zeros."""
+    import core.train
+
+    monkeypatch.setattr(core.train, "self_condition_coin", lambda seed, k: coin)
+    cfg = smoke(self_condition=True, objective="v", steps=1)
+    tr = Trainer(cfg, device="cpu", dataset=digits)
+    calls = []
+    tr.net.register_forward_pre_hook(lambda m, args: calls.append((torch.is_grad_enabled(), args[3])))
+    tr.train_step()
+    if not coin:
+        ((grad, est),) = calls
+        assert grad and not est.any()
+        return
+    (grad1, est1), (grad2, est2) = calls
+    assert not grad1 and not est1.any()  # the first pass: no graph, zeros beside x_t
+    assert grad2 and not est2.requires_grad and est2.grad_fn is None  # the trained pass: a constant
+    assert est2.abs().max() > 0 and est2.abs().max() <= 1  # the estimate, clipped as sampling clips it
+    assert all(p.grad is not None for p in tr.net.parameters())
+
+
+def test_a_learned_variance_trains_on_the_hybrid_loss(digits, monkeypatch):
+    """The step's loss is L_simple + vlb_weight * L_vlb, both from the one output."""
+    import core.diffusion
+
+    seen = {}
+    vlb = core.diffusion.Diffusion.vlb_loss
+
+    def spy(self, *args):
+        seen["vlb"] = vlb(self, *args)
+        return seen["vlb"]
+
+    monkeypatch.setattr(core.diffusion.Diffusion, "vlb_loss", spy)
+    cfg = smoke(learned_variance=True, vlb_weight=0.5, steps=1, grad_accum=1)
+    tr = Trainer(cfg, device="cpu", dataset=digits)
+    outs = []
+    tr.net.register_forward_hook(lambda m, args, out: outs.append((args, out.detach())))
+    loss, _ = tr.train_step()
+    (xt, t, _y), out = outs[0]
+    simple = tr.diffusion.training_losses(out[:, :1], tr.batch(0)[0], t, tr.diffusion.eps_from_x0(xt, t, tr.batch(0)[0]),
+                                          objective="eps", loss="l2", min_snr_gamma=cfg.min_snr_gamma)  # fmt: skip
+    assert seen["vlb"].shape == (cfg.batch_size,) and torch.isfinite(seen["vlb"]).all()
+    assert loss.item() == pytest.approx((simple + 0.5 * seen["vlb"]).mean().item(), rel=1e-4)
