@@ -129,7 +129,7 @@ def test_scurve_seed_is_the_written_out_recipe():
         ("quick", {"vlb_weight": "2"}, "vlb_weight", "between 0 and 1"),
         ("quick", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
         ("fashion", {"hflip": "true"}, "hflip", "a flipped 7 is not a 7"),
-        ("scurve", {"hflip": "true"}, "hflip", "not images"),
+        ("scurve", {"hflip": "true"}, "hflip", "holds no images"),
         ("quick", {"image_mode": "rgb"}, "image_mode", "only folder images"),
         ("folder", {"image_mode": "cmyk"}, "image_mode", "auto, rgb, l"),
         ("folder", {"image_mode": "rgb", "image_channels": "1"}, "image_channels", "set image_channels=3"),
