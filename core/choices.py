@@ -20,6 +20,8 @@ T_SAMPLINGS = ("uniform", "antithetic")
 # (capped per step at the timestep's own variance, so large values all become the same sampler).
 # DPM-Solver++'s: 0 is the ODE solver, 1 the reverse SDE, more draws more of each step's noise fresh.
 ETA_SAMPLERS = ("ddim", "dpmpp2m")
+# The ddpm sampler's fixed variance: the posterior's beta~_t, or beta_t (Ho et al.'s other choice).
+DDPM_VARIANCES = ("posterior", "beta")
 ETA_MAX = 10.0
 # Classifier-free guidance scale: 0 unconditional, 1 conditional, above 1 guided.
 GUIDANCE_MAX = 20.0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from core.choices import (
     CONDITIONS,
     DATASETS,
+    DDPM_VARIANCES,
     ETA_MAX,
     GUIDANCE_MAX,
     IMAGE_MODE_CHANNELS,
@@ -105,6 +106,7 @@ class RunConfig:
     eta: float = 0.0  # 0 deterministic DDIM, 1 DDPM's noise, above 1 extra noise (up to ETA_MAX)
     guidance: float = 1.0  # cond=class: 0 unconditional, 1 conditional, above 1 guided (up to GUIDANCE_MAX)
     clip_x0: bool = True
+    ddpm_variance: str = "posterior"  # the ddpm sampler's noise: posterior (beta~_t) or beta (beta_t); learned_variance overrides
     # 1-D sequences (dataset=sines or seq, model=unet1d; data_dir: seq's .npy file or folder)
     seq_length: int = 128  # steps of a sequence; the U-Net halves it once per extra channel_mult level
     seq_channels: int = 2  # values per step
@@ -261,6 +263,7 @@ def _validate(c: RunConfig) -> list[str]:
     _one_of(e, "sampler", c.sampler, SAMPLERS)
     _one_of(e, "cond", c.cond, CONDITIONS)
     _one_of(e, "t_sampling", c.t_sampling, T_SAMPLINGS)
+    _one_of(e, "ddpm_variance", c.ddpm_variance, DDPM_VARIANCES)
 
     def in_range(name: str, lo: float, hi: float | None = None) -> None:
         v = getattr(c, name)
@@ -484,6 +487,7 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
         "loss": "l2",
         "min_snr_gamma": 0.0,
         "t_sampling": "antithetic",
+        "ddpm_variance": "beta",
         "optimizer": "adam",
         "lr": 1e-3,
         "weight_decay": 0.0,

@@ -78,6 +78,7 @@ def generate(
                 trajectory_frames=trajectory_frames if start == 0 else 0,
                 self_condition=cfg.self_condition,
                 learned_variance=cfg.learned_variance,
+                ddpm_variance=cfg.ddpm_variance,
             )
             parts.append(res.x.float().cpu())
             if first is None:

@@ -149,12 +149,14 @@ def ddpm_sample(
     trajectory_frames: int = 0,
     self_condition: bool = False,
     learned_variance: bool = False,
+    variance: str = "posterior",
 ) -> SampleResult:
     """Ancestral sampling through all T steps (Ho et al. 2020).
 
     x_{t-1} = posterior mean(x0_hat, x_t) + exp(0.5 * log var) z, with z = 0 at t = 0; the log
-    variance is the posterior's (clipped at t = 0), or a learned variance's interpolation
-    between log beta_t and it (:meth:`~core.diffusion.Diffusion.learned_logvar`).
+    variance is the posterior's (clipped at t = 0) or, with ``variance="beta"``, log beta_t
+    (Ho et al.'s other fixed choice, the S-curve toy's), or a learned variance's interpolation
+    between the two (:meth:`~core.diffusion.Diffusion.learned_logvar`).
     """
     x = noise()
     res = SampleResult(x=x, start=x.detach().cpu() if trajectory_frames else None)
@@ -165,6 +167,8 @@ def ddpm_sample(
         mean, _, logvar = diffusion.q_posterior(x0, x, tt)
         if denoise.v is not None:
             logvar = diffusion.learned_logvar(denoise.v, tt)
+        elif variance == "beta":
+            logvar = torch.full_like(logvar, math.log(float(diffusion.betas_64[t])))
         if t > 0:
             x = mean + (0.5 * logvar).exp() * noise()
         else:
@@ -314,6 +318,7 @@ def sample(
     noise: NoiseFn | None = None,
     self_condition: bool = False,
     learned_variance: bool = False,
+    ddpm_variance: str = "posterior",
 ) -> SampleResult:
     """One entry point for every sampler. Sample i of the batch is sample ``start + i`` of
     the draw seeded ``seed`` (see :class:`SampleNoise`); ``noise`` replaces that source. A
@@ -331,7 +336,7 @@ def sample(
     if sampler == "ddpm":
         if steps not in (None, diffusion.T):
             raise ValueError(f"the ddpm sampler always takes T={diffusion.T} steps; use --sampler ddim for {steps}")
-        return ddpm_sample(model, diffusion, **common)
+        return ddpm_sample(model, diffusion, variance=ddpm_variance, **common)
     if sampler == "ddim":
         return ddim_sample(model, diffusion, steps=steps or min(50, diffusion.T), eta=eta, **common)
     if sampler == "dpmpp2m":

@@ -39,6 +39,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_decay": choices.LR_DECAYS,
     "sampler": choices.SAMPLERS,
     "t_sampling": choices.T_SAMPLINGS,
+    "ddpm_variance": choices.DDPM_VARIANCES,
     "time_embedding": choices.TIME_EMBEDDINGS,
     "image_mode": choices.IMAGE_MODES,
 }

@@ -336,3 +336,18 @@ def test_other_samplers_ignore_a_learned_variance(sampler):
     plain = sample(base, diff, (3, 1, 2, 2), **kw).x
     for v in (-1.0, 1.0):
         assert torch.equal(sample(with_v(v), diff, (3, 1, 2, 2), learned_variance=True, **kw).x, plain)
+
+
+def test_ddpm_with_beta_variance_adds_sqrt_beta_of_noise_at_each_step():
+    """Ho et al.'s other fixed variance (the S-curve toy samples with it): sigma_t^2 = beta_t
+    instead of the posterior's beta~_t; the mean is the same. T = 2, betas 0.1, 0.2: after the
+    first step the two differ by (sqrt(0.2) - sqrt(0.2 * 0.1 / 0.28)) times the step's noise."""
+    diff = Diffusion(torch.tensor([0.1, 0.2], dtype=torch.float64))
+
+    def first_step(variance):
+        draws = iter([torch.zeros(1, 1), torch.ones(1, 1)])
+        res = sample(oracle(diff), diff, (1, 1), sampler="ddpm", clip_x0=False, trajectory_frames=2,
+                     noise=lambda: next(draws), ddpm_variance=variance)  # fmt: skip
+        return res.xt[0].item()
+
+    assert first_step("beta") - first_step("posterior") == pytest.approx(0.2**0.5 - (0.2 * 0.1 / 0.28) ** 0.5, abs=1e-6)
