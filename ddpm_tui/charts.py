@@ -81,7 +81,7 @@ def loss_chart(
     plt.xlabel("step")
     if title:
         plt.title(title)
-    out = plt.build()
+    out = built(plt, color)
     plt.clear_figure()
     return out
 
@@ -98,12 +98,20 @@ def points_chart(points, *, width: int = 60, height: int = 20, color: bool = Tru
     plt.ylim(-1.6, 1.6)
     if title:
         plt.title(title)
-    out = plt.build()
+    out = built(plt, color)
     plt.clear_figure()
     return out
 
 
 SEQUENCES_SHOWN = 4  # sequences drawn per channel: more become a tangle at terminal resolution
+
+
+def built(plt, color: bool) -> str:
+    """The figure as text; without colour, with every escape taken out: plotext keeps state
+    between figures (a colour set by an earlier chart in the same process can survive the
+    "clear" theme), and a chart for a plain terminal or a file must hold none."""
+    out = plt.build()
+    return out if color else plt.uncolorize(out)
 
 
 def sequences_chart(
@@ -134,7 +142,7 @@ def sequences_chart(
             plt.plot(xs, [float(v) for v in data[i, c]], marker="braille", color=COLORS[i % len(COLORS)] if color else None)
         label = f"channel {c}" + (f" of {data.shape[1]}" if data.shape[1] > channels and c == channels - 1 else "")
         plt.title(f"{title}: {label}" if title and c == 0 else label)
-    out = plt.build()
+    out = built(plt, color)
     plt.clear_figure()
     return out
 
@@ -183,6 +191,6 @@ def study_chart(data, *, width: int = 80, height: int = 16, color: bool = True) 
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("pro" if color else "clear")
     draw_study(plt, data, color)
-    out = plt.build()
+    out = built(plt, color)
     plt.clear_figure()
     return out
