@@ -87,14 +87,22 @@ def run_cells(run: Run, marked: bool, now: float) -> dict[str, Any]:
 
 # The table holds the first rows of the sorted, filtered list: a DataTable of ten thousand
 # rows takes seconds to fill and to refilter at each keystroke, and nobody scrolls that far.
-TABLE_ROWS = 500
+TABLE_ROWS = 200
 
 
-def matches(run: Run, words: list[str]) -> bool:
-    """Every word of the filter appears in the run's id, name, study, preset, status, device,
-    tags or dataset."""
-    hay = " ".join([str(run.id), run.name, run.study or "", run.preset, run.status, device_label(run), *run.tags, run.dataset])
-    hay = hay.lower()
+def haystack(run: Run) -> str:
+    """What the filter's words are looked for in: the run's id, name, study, preset, status,
+    device, tags and dataset, lower-cased."""
+    return " ".join(
+        [str(run.id), run.name, run.study or "", run.preset, run.status, device_label(run), *run.tags, run.dataset]
+    ).lower()
+
+
+def matches(run: Run, words: list[str], hay: str | None = None) -> bool:
+    """Every word of the filter appears in the run's :func:`haystack` (``hay``, when known)."""
+    if not words:
+        return True
+    hay = haystack(run) if hay is None else hay
     return all(w in hay for w in words)
 
 
@@ -137,6 +145,11 @@ class RunsScreen(DataScreen):
         self._query: table_rows.RunQuery | None = None  # the filter's expressions, bound
         self._filter_error: str | None = None  # the last expression that could not be read
         self._evals: dict[int, dict] | None = None  # every run's latest evaluation, while expressions need it
+        # Per refresh of the data, so that a keystroke in the filter only filters: each run's
+        # haystack, its facts for the expressions (by the metrics they name), its cells.
+        self._hay: dict[int, str] = {}
+        self._facts: tuple[tuple[str, ...], dict[int, query.RunFacts]] | None = None
+        self._cells: dict[tuple[int, bool], dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -166,16 +179,32 @@ class RunsScreen(DataScreen):
             return
         self.runs = {r.id: r for r in runs}
         self.marked = [i for i in self.marked if i in self.runs]
+        self._hay, self._facts, self._cells = {}, None, {}
         if self._query is not None:
             self._evals = self.guard(self.store.latest_evals) or {}
         self._show()
 
+    def _facts_for(self, metrics: list[str]) -> dict[int, query.RunFacts] | None:
+        """Every run's facts for the expressions, made once per refresh (and per set of metrics)."""
+        key = tuple(metrics)
+        if self._facts is None or self._facts[0] != key:
+            items = self.guard(table_rows.facts, self.store, list(self.runs.values()), self._evals or {}, metrics)
+            if items is None:
+                return None
+            self._facts = (key, {f.run.id: f for f in items})
+        return self._facts[1]
+
     def visible_runs(self) -> list[Run]:
-        rows = [r for r in self.runs.values() if matches(r, self._filter)]
+        words = self._filter
+        if words:
+            for r in self.runs.values():
+                if r.id not in self._hay:
+                    self._hay[r.id] = haystack(r)
+        rows = [r for r in self.runs.values() if matches(r, words, self._hay.get(r.id))]
         if self._query is not None:
-            items = self.guard(table_rows.facts, self.store, rows, self._evals or {}, self._query.metrics)
-            if items is not None:
-                keep = {f.run.id for f in query.select(items, self._query.filters)}
+            facts = self._facts_for(self._query.metrics)
+            if facts is not None:
+                keep = {f.run.id for f in query.select([facts[r.id] for r in rows], self._query.filters)}
                 rows = [r for r in rows if r.id in keep]
         key = SORT_KEYS[self.sort_key]
         have = [r for r in rows if key(r) is not None]
@@ -186,7 +215,12 @@ class RunsScreen(DataScreen):
     def _show(self) -> None:
         now = self.ddpm.clock()
         rows = self.visible_runs()
-        cells = [(r.id, run_cells(r, r.id in self.marked, now)) for r in rows[:TABLE_ROWS]]
+        cells = []
+        for r in rows[:TABLE_ROWS]:
+            key = (r.id, r.id in self.marked)
+            if key not in self._cells:
+                self._cells[key] = run_cells(r, key[1], now)
+            cells.append((r.id, self._cells[key]))
         self.table.show([(str(rid), [c[key] for key, _ in COLUMNS]) for rid, c in cells])
         self._summarise(rows)
 
@@ -242,6 +276,8 @@ class RunsScreen(DataScreen):
             except DDPMError as e:
                 self._filter_error = str(e)
                 return
+            if evals is not self._evals:
+                self._facts = None  # facts read the evaluations: fresh ones, fresh facts
             self._evals = evals
         self._filter_error = None
         self._filter = [w.lower() for w in words]
