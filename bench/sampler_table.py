@@ -1,14 +1,15 @@
 """Quality against network calls for each sampler, on one trained checkpoint.
 
     python bench/sampler_table.py --checkpoint FILE.pt [--n 1000] [--steps 5,10,15,20,50]
-                                  [--samplers ddim,dpmpp2m] [--eta RUN|X] [--guidance W] [--seed 0]
+                                  [--samplers ddim,dpmpp2m,dpmpp2m:1] [--eta RUN|X] [--guidance W] [--seed 0]
 
 FILE.pt is a checkpoint (``bench/quality.py --checkpoint FILE.pt`` writes one; so does every
 run, in its runs folder). For each sampler and step count it draws ``--n`` samples with the EMA
 weights (the same seed, so the same starting noise) and prints FID, KID, confident share, class
 entropy (and class accuracy for a conditional run) from the shipped judge, with the seconds the
-draw took. DDIM uses the run's own eta unless ``--eta`` gives one; DPM-Solver++ is
-deterministic. This is the table the presets' default sampler and steps are chosen from.
+draw took. DDIM uses the run's own eta unless ``--eta`` gives one; a sampler written
+``name:eta`` takes that eta (``dpmpp2m:1`` is DPM-Solver++'s SDE solver; plain ``dpmpp2m`` its
+ODE solver). This is the table the presets' default sampler and steps are chosen from.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", default="5,10,15,20,50")
-    ap.add_argument("--samplers", default="ddim,dpmpp2m")
+    ap.add_argument("--samplers", default="ddim,dpmpp2m", help="comma list of SAMPLER or SAMPLER:ETA")
     ap.add_argument("--eta", default="run", help="DDIM's eta: 'run' for the run's own, or a number")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -44,9 +45,10 @@ def main() -> None:
     print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {args.seed}, device {dev}")
     head = f"{'sampler':<26} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
     print(head + (f" {'class acc':>10}" if labels else ""))
-    for sampler in args.samplers.split(","):
+    for entry in args.samplers.split(","):
+        sampler, _, own_eta = entry.partition(":")
         for steps in (int(s) for s in args.steps.split(",")):
-            eta = None if args.eta == "run" or sampler != "ddim" else float(args.eta)
+            eta = float(own_eta) if own_eta else None if args.eta == "run" or sampler != "ddim" else float(args.eta)
             spec = resolve_spec(cfg, sampler, steps, eta, args.guidance)
             t0 = time.perf_counter()
             res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=args.seed, labels=labels)
