@@ -44,7 +44,7 @@ def main() -> None:
     labels = sample_labels(cfg, args.n, None)
     print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {args.seed}, device {dev}")
     head = f"{'sampler':<26} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
-    print(head + (f" {'class acc':>10}" if labels else ""))
+    print(head + (f" {'class acc':>10} {'worst':>6}" if labels else ""))
     for entry in args.samplers.split(","):
         sampler, _, own_eta = entry.partition(":")
         for steps in (int(s) for s in args.steps.split(",")):
@@ -56,7 +56,7 @@ def main() -> None:
             f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=args.seed, labels=labels).figures
             line = (f"{spec.label:<26} {seconds:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
                     f"{f['class_entropy']:8.4f}")  # fmt: skip
-            print(line + (f" {f['class_accuracy']:10.1%}" if labels else ""), flush=True)
+            print(line + (f" {f['class_accuracy']:10.1%} {f['class_accuracy_min']:6.0%}" if labels else ""), flush=True)
 
 
 if __name__ == "__main__":
