@@ -49,6 +49,14 @@ class StudyError(DDPMError):
     """A study or figure that is not there; the message lists what is."""
 
 
+def status_counts(runs) -> dict[str, int]:
+    """How many runs are in each status, in the order first met."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
 @dataclass(frozen=True)
 class Stat:
     """A figure over a setting's runs: mean, sample standard deviation (None for one run)."""
@@ -127,10 +135,7 @@ class Setting:
 
     @property
     def status(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.runs:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
+        return status_counts(self.runs)
 
     def figure(self, name: str) -> Stat | None:
         return stat(list(self.per_run.get(name, {}).values()))
@@ -192,10 +197,7 @@ class Study:
 
     @property
     def status(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self.runs:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
+        return status_counts(self.runs)
 
     def to_json(self) -> dict:
         """``ddpm study NAME --json``: the study, its swept keys and its settings, ranked."""
