@@ -57,7 +57,7 @@ def loss_chart(
     """Curves for one or several runs on one chart: raw (faint) and smoothed per series."""
     import plotext as plt
 
-    plt.clear_figure()
+    fresh(plt)
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("pro" if color else "clear")
     any_points = False
@@ -82,7 +82,7 @@ def loss_chart(
     if title:
         plt.title(title)
     out = built(plt, color)
-    plt.clear_figure()
+    fresh(plt)
     return out
 
 
@@ -90,7 +90,7 @@ def points_chart(points, *, width: int = 60, height: int = 20, color: bool = Tru
     """A 2-D point cloud (the S-curve toy) as a braille scatter."""
     import plotext as plt
 
-    plt.clear_figure()
+    fresh(plt)
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("pro" if color else "clear")
     plt.scatter([float(p[0]) for p in points], [float(p[1]) for p in points], marker="braille", color="cyan" if color else None)
@@ -99,11 +99,19 @@ def points_chart(points, *, width: int = 60, height: int = 20, color: bool = Tru
     if title:
         plt.title(title)
     out = built(plt, color)
-    plt.clear_figure()
+    fresh(plt)
     return out
 
 
 SEQUENCES_SHOWN = 4  # sequences drawn per channel: more become a tangle at terminal resolution
+
+
+def fresh(plt) -> None:
+    """An empty figure: plotext keeps one per process, and its ``clear_figure`` clears only
+    the active subplot, so the main figure is made active first (a sequence plot's subplot
+    grid would otherwise stay for the next chart, drawn into it beside the old lines)."""
+    plt.main()
+    plt.clear_figure()
 
 
 def built(plt, color: bool) -> str:
@@ -132,7 +140,7 @@ def sequences_chart(
     length = int(data.shape[2])
     height = height or 10 * channels
     xs = list(range(length))
-    plt.clear_figure()
+    fresh(plt)
     plt.subplots(channels, 1)
     plt.main().plotsize(max(20, width), max(6 * channels, height))  # the figure's size, shared by its panels
     for c in range(channels):
@@ -143,7 +151,7 @@ def sequences_chart(
         label = f"channel {c}" + (f" of {data.shape[1]}" if data.shape[1] > channels and c == channels - 1 else "")
         plt.title(f"{title}: {label}" if title and c == 0 else label)
     out = built(plt, color)
-    plt.clear_figure()
+    fresh(plt)
     return out
 
 
@@ -187,10 +195,10 @@ def study_chart(data, *, width: int = 80, height: int = 16, color: bool = True) 
     """:func:`draw_study` as text, for the CLI."""
     import plotext as plt
 
-    plt.clear_figure()
+    fresh(plt)
     plt.plotsize(max(20, width), max(6, height))
     plt.theme("pro" if color else "clear")
     draw_study(plt, data, color)
     out = built(plt, color)
-    plt.clear_figure()
+    fresh(plt)
     return out

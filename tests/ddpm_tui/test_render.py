@@ -115,3 +115,18 @@ def test_sequences_are_drawn_as_line_plots_one_panel_per_channel():
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in art.plain)  # braille lines
     assert "6.00" in art.plain or "5.9" in art.plain  # the second channel's own units on its axis
     assert "\x1b" not in art.plain and not art.spans  # ascii: no colour
+
+
+def test_a_chart_leaves_nothing_behind_for_the_next():
+    """plotext keeps one figure per process: a sequence plot's subplots must not stay in it,
+    or the next chart is drawn into the old grid beside the old lines (and slowly)."""
+    import numpy as np
+
+    from ddpm_tui.charts import loss_chart, sequences_chart
+
+    series = {"a": ([1, 2, 3, 4], [1.0, 0.5, 0.3, 0.2])}
+    alone = loss_chart(series, width=60, height=12, color=False)
+    rng = np.random.default_rng(0)
+    seqs = np.stack([rng.uniform(1000, 2000, (4, 32)), rng.uniform(-3, 3, (4, 32))], axis=1).astype(np.float32)
+    sequences_chart(seqs, width=60, color=False)
+    assert loss_chart(series, width=60, height=12, color=False) == alone
