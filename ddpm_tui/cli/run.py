@@ -145,7 +145,6 @@ def _silence_terminal() -> None:
 
 
 def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | None, device: str | None = None) -> None:
-    from core.store import Store
     from core.worker import install_stop_signals, restore_signals  # light: the engine loads in train_run
 
     console = make_console(stderr=json_out)
@@ -174,18 +173,26 @@ def _train_foreground(db_path: Path, run_id: int, *, json_out: bool, art: Art | 
         view.close()
         restore_signals(previous)
 
-    with Store(db_path, create=False) as store:
-        run = store.get_run(run_id)
-        if json_out:
-            print_json(run_doc(store, run))
-        else:
-            _report_end(console, store, run, view, art)
+    run = _report(db_path, run_id, json_out, console, view, art)
     if error is not None:
         if isinstance(error, DDPMError):
             raise fail(f"run {run.id} failed at step {run.step}: {error}")
         if os.environ.get("DDPM_DEBUG"):
             raise error
         raise fail(f"run {run.id} failed at step {run.step}: {run.error or error} (`ddpm show {run.id}` has the details)")
+
+
+def _report(db_path, run_id: int, json_out: bool, console: Console, view: ProgressView, art: Art | None) -> Run:
+    """How a foreground run ended, as JSON or as its final report; the run as recorded."""
+    from core.store import Store
+
+    with Store(db_path, create=False) as store:
+        run = store.get_run(run_id)
+        if json_out:
+            print_json(run_doc(store, run))
+        else:
+            _report_end(console, store, run, view, art)
+    return run
 
 
 def _report_end(console: Console, store: Store, run: Run, view: ProgressView, art: Art | None) -> None:
@@ -396,12 +403,7 @@ def _follow_processes(db_path: Path, run_id: int, launch, *, json_out: bool, art
     finally:
         view.close()
         restore_signals(previous)
-    with Store(db_path, create=False) as store:
-        run = store.get_run(run_id)
-        if json_out:
-            print_json(run_doc(store, run))
-        else:
-            _report_end(console, store, run, view, art)
+    run = _report(db_path, run_id, json_out, console, view, art)
     if run.status == "failed":
         raise fail(
             f"run {run.id} failed at step {run.step}: {run.error} (`ddpm show {run.id}`; the ranks' output is in its worker.log)"
