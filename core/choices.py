@@ -14,8 +14,9 @@ DATASETS = ("mnist", "fashion", "scurve", "folder", "sines", "seq")
 MODELS = ("unet", "mlp", "mlp_embed", "unet1d")
 OPTIMIZERS = ("adam", "adamw")
 LR_DECAYS = ("constant", "linear", "cosine")
-# How a batch's timesteps are drawn: uniform, or antithetic pairs t and T-1-t (the S-curve toy).
-T_SAMPLINGS = ("uniform", "antithetic")
+# How a batch's timesteps are drawn: uniform, antithetic pairs t and T-1-t (the S-curve toy), or
+# logit-normal (more of the middle of the chain, fewer of its two ends: Esser et al. 2024).
+T_SAMPLINGS = ("uniform", "antithetic", "logit_normal")
 # DDIM's eta: 0 is deterministic, 1 is DDPM's noise, above 1 re-noises the predicted x0 more
 # (capped per step at the timestep's own variance, so large values all become the same sampler).
 # DPM-Solver++'s: 0 is the ODE solver, 1 the reverse SDE, more draws more of each step's noise fresh.

@@ -88,9 +88,10 @@ class RunConfig:
     lr_decay: str = "cosine"
     grad_clip: float = 1.0  # 0 turns clipping off
     grad_accum: int = 1  # micro-batches per step; batch_size is split among them
-    t_sampling: str = "uniform"  # antithetic: timesteps in pairs t, T-1-t (the S-curve toy's)
+    t_sampling: str = "uniform"  # antithetic: pairs t, T-1-t (the S-curve toy's); logit_normal: more mid-chain t
     ema_decay: float = 0.995
-    amp: bool = True  # bf16 autocast on CUDA; the CPU always trains in fp32
+    amp: bool = True  # bf16 autocast on CUDA (compute capability 8.0 and up)
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with bf16 units (AVX512-BF16 or AMX); fp32 on others
     seed: int = 0
     # what the loop reports
     log_every: int = 25

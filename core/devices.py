@@ -287,15 +287,30 @@ def bf16_supported(capability: tuple[int, int]) -> bool:
     return tuple(capability) >= BF16_MIN_CAPABILITY
 
 
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+def cpu_has_bf16_units(flags: str | None = None) -> bool:
+    """Whether the CPU computes in bf16 natively (the ``avx512_bf16`` or ``amx_bf16`` flags of
+    Linux ``/proc/cpuinfo``). Elsewhere torch emulates bf16 in fp32 and autocast only slows a
+    run down, so anything not known to have the units counts as without them."""
+    if flags is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        flags = next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags")), "")
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def autocast_dtype(device: torch.device, amp: bool, *, cpu_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype for training on ``device``, or None for fp32.
 
     bf16 on CUDA devices of compute capability 8.0 or newer only. Below that (T4, RTX 20xx)
-    cuDNN has no bf16 convolutions, and fp16 would need a gradient scaler: fp32 there. The
-    CPU trains in fp32 (bf16 on CPUs without bf16 units is slower, not faster).
+    cuDNN has no bf16 convolutions, and fp16 would need a gradient scaler: fp32 there. On the
+    CPU, bf16 only where the run asks for it (``cpu_bf16``) and the CPU has bf16 units.
     """
     import torch
 
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_bf16 and cpu_has_bf16_units() else None
     if not amp or device.type != "cuda":
         return None
     return torch.bfloat16 if bf16_supported(torch.cuda.get_device_capability(device)) else None

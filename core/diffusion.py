@@ -229,9 +229,16 @@ def sample_timesteps(n: int, T: int, mode: str, *, generator: torch.Generator | 
     T-1-t, side by side (t0, T-1-t0, t1, T-1-t1, ...; a process's even slice holds whole pairs),
     as the written-out S-curve toy does: each pair spans the chain from both ends, which evens
     out the batch's mix of noise levels. An odd batch's last timestep is drawn uniformly.
+    ``logit_normal`` draws t / T from a logit-normal (0, 1), SD3's timestep density.
     """
     if mode == "uniform":
         return torch.randint(0, T, (n,), generator=generator, device=device)
+    if mode == "logit_normal":
+        # u = sigmoid(z), z ~ N(0, 1), binned into the T steps: the density of u peaks at the
+        # chain's middle and falls to zero at both ends, where the target is either almost
+        # the clean image or almost pure noise and a step teaches the least.
+        z = torch.randn(n, generator=generator, device=device)
+        return (torch.sigmoid(z) * T).long().clamp_(0, T - 1)
     if mode != "antithetic":
         raise ValueError(f"unknown timestep sampling {mode!r}; choose one of {', '.join(T_SAMPLINGS)}")
     draws = torch.randint(0, T, ((n + 1) // 2,), generator=generator, device=device)

@@ -265,7 +265,7 @@ class Trainer:
         self.model = wrap(self.net, group, self.device)  # what trains: DDP around it on several processes
         self.n_params = count_parameters(self.net)
         self.ema = EMA(self.net) if group.is_main else None  # rank 0 alone samples and checkpoints
-        self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp)
+        self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp, cpu_bf16=cfg.cpu_bf16)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.fused = self._fused_for(self.device)
         self.opt = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=self.fused)

@@ -48,7 +48,7 @@ def test_text_values_are_parsed_by_field_type():
         ({"stpes": "10"}, "stpes", "unknown setting"),
         ({"eta": "-0.1"}, "eta", "between 0 and 10"),
         ({"eta": "11"}, "eta", "between 0 and 10"),
-        ({"t_sampling": "stratified"}, "t_sampling", "uniform, antithetic"),
+        ({"t_sampling": "stratified"}, "t_sampling", "uniform, antithetic, logit_normal"),
         ({"model": "mlp_embed"}, "model", "use model=unet"),
     ],
 )

@@ -248,7 +248,7 @@ def test_step_counters_land_where_the_resuming_optimizer_wants_them(saved_device
 
 @pytest.mark.parametrize("name", ["smoke", "scurve"])
 def test_training_under_bf16_autocast_gives_finite_losses_and_fp32_samples(name, monkeypatch, digits):
-    monkeypatch.setattr(devices, "autocast_dtype", lambda device, amp: torch.bfloat16 if amp else None)
+    monkeypatch.setattr(devices, "autocast_dtype", lambda device, amp, **_: torch.bfloat16 if amp else None)
     cfg = preset(name, {"steps": 6, "log_every": 3, "sample_every": 0, "checkpoint_every": 0, "sample_steps": 5})
     losses = []
     tr = Trainer(cfg, device="cpu", dataset=digits if name == "smoke" else None,

@@ -79,6 +79,32 @@ def test_bf16_only_from_ampere_on(monkeypatch):
     assert devices.autocast_dtype(torch.device("cpu"), amp=True) is None
 
 
+def test_cpu_bf16_only_where_asked_and_the_cpu_has_bf16_units(monkeypatch):
+    assert devices.cpu_has_bf16_units("fpu sse avx2 avx512f avx512_bf16 avx512_vnni")
+    assert devices.cpu_has_bf16_units("fpu amx_bf16 amx_tile")
+    assert not devices.cpu_has_bf16_units("fpu sse avx2 avx512f avx512_vnni")  # AVX-512 alone emulates bf16
+    assert not devices.cpu_has_bf16_units("")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda flags=None: True)
+    assert devices.autocast_dtype(cpu, amp=True, cpu_bf16=True) == torch.bfloat16
+    assert devices.autocast_dtype(cpu, amp=True, cpu_bf16=False) is None  # never unasked
+    monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda flags=None: False)
+    assert devices.autocast_dtype(cpu, amp=True, cpu_bf16=True) is None  # emulated bf16 is slower: fp32
+
+
+def test_a_cpu_run_that_asks_for_bf16_trains_under_it_where_the_units_are(monkeypatch):
+    from core.config import preset
+    from core.train import Trainer
+
+    monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda flags=None: True)
+    tr = Trainer(preset("smoke", {"cpu_bf16": True, "steps": 2}), device="cpu")
+    assert tr.precision == "bf16"
+    tr.run()
+    assert tr.step == 2
+    monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda flags=None: False)
+    assert Trainer(preset("smoke", {"cpu_bf16": True}), device="cpu").precision == "fp32"
+
+
 def test_environment_names_the_device_as_the_host_does():
     env = devices.environment("cuda:0", TWO_T4, precision="fp32", data="device", environ={"CUDA_VISIBLE_DEVICES": "1"})
     assert env["device"] == "cuda:1" and env["gpu"] == "Tesla T4" and env["capability"] == "7.5"

@@ -132,8 +132,22 @@ def test_an_odd_batch_ends_in_one_uniform_timestep_and_uniform_is_unchanged():
     # uniform is the draw the trainer always made, so runs from before train the same
     u = sample_timesteps(9, 50, "uniform", generator=torch.Generator().manual_seed(0), device="cpu")
     assert torch.equal(u, torch.randint(0, 50, (9,), generator=torch.Generator().manual_seed(0)))
-    with pytest.raises(ValueError, match="uniform, antithetic"):
+    with pytest.raises(ValueError, match="uniform, antithetic, logit_normal"):
         sample_timesteps(4, 50, "stratified", generator=None, device="cpu")
+
+
+def test_logit_normal_timesteps_favour_the_middle_of_the_chain():
+    T = 1000
+    t = sample_timesteps(20_000, T, "logit_normal", generator=torch.Generator().manual_seed(0), device="cpu")
+    assert t.dtype == torch.long and 0 <= int(t.min()) and int(t.max()) < T
+    z = torch.randn(20_000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(t, (torch.sigmoid(z) * T).long()), "t / T is a sigmoid of one normal draw each"
+    middle = ((t >= T // 3) & (t < 2 * T // 3)).float().mean().item()
+    # P(|z| < log 2) = 0.512 for the logit-normal, against 1/3 for uniform timesteps
+    assert 0.49 < middle < 0.535
+    assert abs(t.float().mean().item() - (T - 1) / 2) < 10  # symmetric about the middle
+    ends = ((t < 50) | (t >= T - 50)).float().mean().item()
+    assert ends < 0.01  # uniform would put a tenth here
 
 
 def two_step() -> Diffusion:
