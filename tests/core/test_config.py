@@ -113,9 +113,17 @@ def test_scurve_seed_is_the_written_out_recipe():
     assert (cfg.t_sampling, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("antithetic", "adam", 1e-3, 128, 1.0)
     assert (cfg.warmup, cfg.lr_decay, cfg.weight_decay, cfg.min_snr_gamma, cfg.objective) == (0, "constant", 0.0, 0.0, "eps")
     assert (cfg.sampler, cfg.sample_steps, cfg.clip_x0, cfg.ema_decay) == ("ddpm", 100, False, 0.0)
-    assert RunConfig().t_sampling == "uniform"  # every other recipe draws timesteps as before
     with pytest.raises(ConfigError, match="model=mlp or mlp_embed"):
         preset("scurve-seed", {"model": "unet"})
+
+
+def test_quick_alone_draws_logit_normal_timesteps():
+    """The lever measured on two training seeds is quick's; old runs (no t_sampling in their
+    config) and every other preset draw timesteps as before."""
+    assert RunConfig().t_sampling == "uniform"
+    assert preset("quick").t_sampling == "logit_normal"
+    others = {name: PRESETS[name].get("t_sampling", "uniform") for name in PRESETS if name not in ("scurve-seed", "quick")}
+    assert set(others.values()) == {"uniform"}, others
 
 
 @pytest.mark.parametrize(
