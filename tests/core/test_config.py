@@ -117,13 +117,14 @@ def test_scurve_seed_is_the_written_out_recipe():
         preset("scurve-seed", {"model": "unet"})
 
 
-def test_quick_alone_draws_logit_normal_timesteps():
-    """The lever measured on two training seeds is quick's; old runs (no t_sampling in their
-    config) and every other preset draw timesteps as before."""
-    assert RunConfig().t_sampling == "uniform"
-    assert preset("quick").t_sampling == "logit_normal"
+def test_quick_alone_draws_logit_normal_timesteps_under_cpu_bf16():
+    """The levers measured on two training seeds are quick's; old runs (neither field in their
+    config) and every other preset train as before."""
+    assert (RunConfig().t_sampling, RunConfig().cpu_bf16) == ("uniform", False)
+    assert (preset("quick").t_sampling, preset("quick").cpu_bf16) == ("logit_normal", True)
     others = {name: PRESETS[name].get("t_sampling", "uniform") for name in PRESETS if name not in ("scurve-seed", "quick")}
     assert set(others.values()) == {"uniform"}, others
+    assert not any(PRESETS[name].get("cpu_bf16") for name in PRESETS if name != "quick")
 
 
 @pytest.mark.parametrize(
