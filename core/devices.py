@@ -292,12 +292,18 @@ def cpu_has_bf16_units(flags: str | None = None) -> bool:
     Linux ``/proc/cpuinfo``). Elsewhere torch emulates bf16 in fp32 and autocast only slows a
     run down, so anything not known to have the units counts as without them."""
     if flags is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        flags = next((ln.split(":", 1)[1] for ln in text.splitlines() if ln.startswith("flags")), "")
+        flags = cpuinfo("flags") or ""
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def cpuinfo(key: str) -> str | None:
+    """The first ``key`` of Linux ``/proc/cpuinfo`` (``model name``, ``flags``), or None where
+    there is no such file or line."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith(key)), None)
 
 
 def autocast_dtype(device: torch.device, amp: bool, *, cpu_bf16: bool = False) -> torch.dtype | None:
@@ -318,12 +324,9 @@ def autocast_dtype(device: torch.device, amp: bool, *, cpu_bf16: bool = False) -
 
 def cpu_model() -> str:
     """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    model = cpuinfo("model name")
+    if model:
+        return model
     import platform
 
     return platform.processor() or platform.machine()
