@@ -261,11 +261,11 @@ class Trainer:
         if self.device.type == "cuda":
             with torch.cuda.device(self.device):
                 torch.cuda.manual_seed(cfg.seed)
-        self.net = place_model(build_model(cfg), self.device)  # the network itself, as checkpoints hold it
+        self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp, cpu_bf16=cfg.cpu_bf16)
+        self.net = place_model(build_model(cfg), self.device, self.autocast_dtype)  # the network itself, as checkpoints hold it
         self.model = wrap(self.net, group, self.device)  # what trains: DDP around it on several processes
         self.n_params = count_parameters(self.net)
         self.ema = EMA(self.net) if group.is_main else None  # rank 0 alone samples and checkpoints
-        self.autocast_dtype = devices.autocast_dtype(self.device, cfg.amp, cpu_bf16=cfg.cpu_bf16)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.fused = self._fused_for(self.device)
         self.opt = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=self.fused)

@@ -41,16 +41,19 @@ def build_model(cfg: RunConfig) -> nn.Module:
     return net
 
 
-def place_model(net: nn.Module, device: torch.device) -> nn.Module:
-    """Move a network to its device, in the layout measured to be faster there.
+def place_model(net: nn.Module, device: torch.device, autocast: torch.dtype | None = None) -> nn.Module:
+    """Move a network to its device, in the layout measured to be faster there for the
+    precision it trains in (``autocast``: the dtype :func:`core.devices.autocast_dtype` chose,
+    None for fp32). bench/layout.py measures each layout on the host at hand.
 
-    On the CPU, channels-last weights let oneDNN's convolutions skip layout conversions (the
-    quick U-Net trains faster; bench/speed.py measures it). On CUDA the U-Net stays NCHW:
-    its GroupNorms have no channels-last kernels, so each would convert the layout and the
-    next convolution convert it back; channels-last there waits for a GPU measurement.
+    On the CPU in fp32, channels-last weights let oneDNN's convolutions skip layout
+    conversions. Under CPU bf16 autocast the opposite holds: every GroupNorm runs in fp32
+    between bf16 convolutions, and on channels-last tensors each one converts the layout, so
+    the network stays NCHW. On CUDA the U-Net stays NCHW: its GroupNorms have no
+    channels-last kernels either; channels-last there waits for a GPU measurement.
     """
     net = net.to(device)
-    if device.type == "cpu":
+    if device.type == "cpu" and autocast is None:
         net = net.to(memory_format=torch.channels_last)
     return net
 

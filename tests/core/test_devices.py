@@ -105,6 +105,28 @@ def test_a_cpu_run_that_asks_for_bf16_trains_under_it_where_the_units_are(monkey
     assert Trainer(preset("smoke", {"cpu_bf16": True}), device="cpu").precision == "fp32"
 
 
+def test_the_cpu_network_layout_follows_the_precision_it_trains_in(monkeypatch):
+    """fp32 CPU training keeps channels-last weights (oneDNN's convolutions skip conversions);
+    under CPU bf16 the network stays NCHW, where each fp32 GroupNorm between bf16 convolutions
+    would otherwise convert the layout (bench/layout.py measures both)."""
+    from core.config import preset
+    from core.train import Trainer
+
+    def conv_weights(tr):
+        return [m.weight for m in tr.net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    monkeypatch.setattr(devices, "cpu_has_bf16_units", lambda flags=None: True)
+    bf16 = Trainer(preset("smoke", {"cpu_bf16": True, "steps": 2}), device="cpu")
+    fp32 = Trainer(preset("smoke", {"cpu_bf16": False, "steps": 2}), device="cpu")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
+    assert conv_weights(bf16) and all(w.is_contiguous() for w in conv_weights(bf16))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in conv_weights(fp32))
+    # The layout changes the arithmetic's order, never the weights: both start alike.
+    assert all(torch.equal(a, b) for a, b in zip(bf16.net.state_dict().values(), fp32.net.state_dict().values()))
+    bf16.run()
+    assert bf16.step == 2 and all(w.is_contiguous() for w in conv_weights(bf16))
+
+
 def test_environment_names_the_device_as_the_host_does():
     env = devices.environment("cuda:0", TWO_T4, precision="fp32", data="device", environ={"CUDA_VISIBLE_DEVICES": "1"})
     assert env["device"] == "cuda:1" and env["gpu"] == "Tesla T4" and env["capability"] == "7.5"
