@@ -42,14 +42,20 @@ from core.train import Trainer, resolve_device
 def trainer_throughput(seconds: float, device: torch.device) -> tuple[float, int]:
     cfg = preset("quick", {"steps": 10**9, "sample_every": 0, "checkpoint_every": 0})
     tr = Trainer(cfg, device=device)
+    return images_per_second(tr, seconds), tr.n_params
+
+
+def images_per_second(tr: Trainer, seconds: float) -> float:
+    """A Trainer's optimiser steps for ``seconds`` after three warm-up steps, in images/s."""
     for _ in range(3):
         tr.train_step()
+    sync(tr.device)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         tr.train_step()
         n += 1
     sync(tr.device)
-    return n * cfg.batch_size / (time.perf_counter() - t0), tr.n_params
+    return n * tr.cfg.batch_size / (time.perf_counter() - t0)
 
 
 def dataloader_throughput(model: torch.nn.Module, seconds: float, workers: int, device: torch.device, batch: int = 128) -> float:
