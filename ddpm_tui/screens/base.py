@@ -35,7 +35,11 @@ class DataScreen(Screen):
         """Re-read what the screen shows; cheap, called about once a second while runs train."""
 
     def refresh_if_ready(self) -> None:
-        """What the poller calls: a screen pushed a moment ago may not have its widgets yet."""
+        """What the poller calls: a screen pushed a moment ago may not have its widgets yet,
+        and one on its way out (the app exiting: Textual removes the widgets before it stops
+        the timers) has lost them."""
+        if not self.is_attached or not self.app.is_running:
+            return
         if self._ready:
             self.refresh_data()
         else:

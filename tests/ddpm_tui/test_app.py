@@ -114,6 +114,20 @@ def test_table_fills_filters_sorts_and_follows_a_live_worker(db, workers):
     drive(app, script)
 
 
+def test_a_poll_that_lands_while_the_app_shuts_down_does_nothing(db):
+    """Textual removes a screen's widgets before it stops the app's timers: a poll tick in
+    between must not query a table that is gone (it once failed CI with NoMatches)."""
+    app = make_app(db)
+
+    async def script(pilot):
+        assert len(rows(app)) == 2
+        await app.screen.query_one("#runs").remove()  # what shutdown does first
+        app.exit()
+        app.poll(force=True)  # the timer's tick in that window
+
+    drive(app, script)
+
+
 def test_the_table_shows_each_runs_study_and_device_and_filters_on_the_study(db):
     """A sweep's runs carry their study (a lone run none) and a run its device: what it
     trained on, or what it asked for while it waits. The filter finds a study's runs even
