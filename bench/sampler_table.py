@@ -1,7 +1,8 @@
 """Quality against network calls for each sampler, on one trained checkpoint.
 
     python bench/sampler_table.py --checkpoint FILE.pt [--n 1000] [--steps 5,10,15,20,50]
-                                  [--samplers ddim,dpmpp2m,dpmpp2m:1] [--eta RUN|X] [--guidance W] [--seed 0]
+                                  [--samplers ddim,dpmpp2m,dpmpp2m:1] [--eta RUN|X] [--guidance W]
+                                  [--seed 0 | --seeds 0,1,12345]
 
 FILE.pt is a checkpoint (``bench/quality.py --checkpoint FILE.pt`` writes one; so does every
 run, in its runs folder). For each sampler and step count it draws ``--n`` samples with the EMA
@@ -10,6 +11,10 @@ entropy (and class accuracy for a conditional run) from the shipped judge, with 
 draw took. DDIM uses the run's own eta unless ``--eta`` gives one; a sampler written
 ``name:eta`` takes that eta (``dpmpp2m:1`` is DPM-Solver++'s SDE solver; plain ``dpmpp2m`` its
 ODE solver). This is the table the presets' default sampler and steps are chosen from.
+
+``--seeds`` draws each row once per sampling seed and adds a mean row: on 1,000 samples the
+FID of one draw moves by several points with the seed alone, more than most differences
+between neighbouring rows, so a choice between samplers wants the mean of a few draws.
 """
 
 from __future__ import annotations
@@ -37,26 +42,39 @@ def main() -> None:
     ap.add_argument("--eta", default="run", help="DDIM's eta: 'run' for the run's own, or a number")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, help="comma list of sampling seeds: one row each, then their mean")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     net, diffusion, cfg, step = load_for_sampling(args.checkpoint, dev)
     labels = sample_labels(cfg, args.n, None)
-    print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {args.seed}, device {dev}")
-    head = f"{'sampler':<26} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
+    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    shown = ",".join(map(str, seeds))
+    print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {shown}, device {dev}")
+    head = f"{'sampler':<26} {'seed':>6} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
     print(head + (f" {'class acc':>10} {'worst':>6}" if labels else ""))
     for entry in args.samplers.split(","):
         sampler, _, own_eta = entry.partition(":")
         for steps in (int(s) for s in args.steps.split(",")):
             eta = float(own_eta) if own_eta else None if args.eta == "run" or sampler != "ddim" else float(args.eta)
             spec = resolve_spec(cfg, sampler, steps, eta, args.guidance)
-            t0 = time.perf_counter()
-            res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=args.seed, labels=labels)
-            seconds = time.perf_counter() - t0
-            f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=args.seed, labels=labels).figures
-            line = (f"{spec.label:<26} {seconds:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
-                    f"{f['class_entropy']:8.4f}")  # fmt: skip
-            print(line + (f" {f['class_accuracy']:10.1%} {f['class_accuracy_min']:6.0%}" if labels else ""), flush=True)
+            rows = []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=seed, labels=labels)
+                seconds = time.perf_counter() - t0
+                f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=seed, labels=labels).figures
+                rows.append({"seconds": seconds, **f})
+                print(row(spec.label, str(seed), rows[-1], labels), flush=True)
+            if len(rows) > 1:
+                mean = {k: sum(r[k] for r in rows) / len(rows) for k, v in rows[0].items() if isinstance(v, (int, float))}
+                print(row(spec.label, "mean", mean, labels), flush=True)
+
+
+def row(label: str, seed: str, f: dict, labels) -> str:
+    line = (f"{label:<26} {seed:>6} {f['seconds']:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
+            f"{f['class_entropy']:8.4f}")  # fmt: skip
+    return line + (f" {f['class_accuracy']:10.1%} {f['class_accuracy_min']:6.0%}" if labels else "")
 
 
 if __name__ == "__main__":
