@@ -50,11 +50,12 @@ def main() -> int:
     print(f"{'precision':10} {'layout':14} {'images/s':>9}")
     for name, sets in precisions:
         cfg = preset(args.preset, {"steps": str(10**9), "sample_every": "0", "checkpoint_every": "0", **sets})
+        chosen = chosen_layout(device, devices.autocast_dtype(device, cfg.amp, cpu_bf16=cfg.cpu_bf16))
         for layout, fmt in LAYOUTS.items():
             trainer = Trainer(cfg, device=str(device), on_event=lambda e: None)
             trainer.net.to(memory_format=fmt)
             rate = images_per_second(trainer, args.seconds)
-            mark = "  <- place_model's choice" if layout == chosen_layout(device, trainer.autocast_dtype) else ""
+            mark = "  <- place_model's choice" if layout == chosen else ""
             print(f"{name:10} {layout:14} {rate:9.0f}{mark}", flush=True)
     return 0
 
