@@ -334,11 +334,19 @@ class Store:
     def _tune(self) -> None:
         """WAL (readers never block the writer) and NORMAL sync (durable against a killed
         process, which is what a worker meets). Only ever done to a file known to be ours."""
-        try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.OperationalError as e:
-            raise self._unusable(e) from None
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                return
+            except sqlite3.OperationalError as e:
+                # Openers of a new file racing to switch it to WAL: SQLite can answer the loser
+                # "database is locked" at once, without waiting in its busy handler. The switch
+                # is over in a moment, so try again within the busy timeout.
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise self._unusable(e) from None
+                time.sleep(0.005)
 
     # ---- opening -----------------------------------------------------------------------
 
