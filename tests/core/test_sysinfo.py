@@ -4,6 +4,7 @@ while training goes on, and the rows a real worker writes to a real SQLite file.
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 
@@ -50,10 +51,14 @@ def test_the_cpu_reader_reads_this_processes_resident_memory_and_sees_it_grow():
     reader = CpuReader()
     before = reader.read()[sysinfo.RSS_MB]
     assert close(before, statm_rss_mb()) and close(before, psutil.Process().memory_info().rss / sysinfo.MB)
-    block = bytearray(b"\x01") * (64 << 20)  # written, so every page is resident
+    # Fresh pages from the kernel, each written once so it is resident: a malloc'd block could
+    # reuse pages this long-lived test process already holds (the suite once saw RSS not move).
+    block = mmap.mmap(-1, 64 << 20)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
     grown = reader.read()[sysinfo.RSS_MB]
     assert grown - before >= 56 and close(grown, statm_rss_mb())
-    del block
+    block.close()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the fallback reads Linux's /proc")
