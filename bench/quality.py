@@ -9,7 +9,8 @@ script prints minutes, steps, images seen, images/s and the parameter count, the
 the judge's confident share and class entropy (see core/evaluate.py).
 
 Extra flags (later issues extend, never break, the ones above): --set key=value (any config
-field), --device, --seed, --threads, --checkpoint FILE.pt; --sampler dpmpp2m; for a
+field), --device, --seed, --threads, --checkpoint FILE.pt; --sampler dpmpp2m; --eta-window W
+(an eta above 1 only at t < W * T; default the preset's); for a
 class-conditional preset (quick-cond), --guidance W and --labels-out LABELS.npy (the class each
 sample was asked for: int64, the --out order; classes balanced and in order), and the judge's
 class accuracy is printed.
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
     ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim, dpmpp2m)")
     ap.add_argument("--eta", type=float, default=None, help="DDIM noise (default: the preset's)")
+    ap.add_argument("--eta-window", type=float, default=None, help="an eta above 1 only at t < W*T (default: the preset's)")
     ap.add_argument("--out", type=Path, required=True, help="FILE.npy for the samples")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", default="auto")
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         steps = args.steps if args.sampler != "ddpm" else None
-        spec = resolve_spec(cfg, sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance)
+        spec = resolve_spec(
+            cfg, sampler=args.sampler, steps=steps, eta=args.eta, guidance=args.guidance, eta_window=args.eta_window
+        )
         labels = sample_labels(cfg, args.n, None)
     except SamplingError as e:
         print(f"error: {e}", file=sys.stderr)

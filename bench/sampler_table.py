@@ -1,7 +1,7 @@
 """Quality against network calls for each sampler, on one trained checkpoint.
 
     python bench/sampler_table.py --checkpoint FILE.pt [--n 1000] [--steps 5,10,15,20,50]
-                                  [--samplers ddim,dpmpp2m,dpmpp2m:1] [--eta RUN|X] [--guidance W]
+                                  [--samplers ddim,dpmpp2m,dpmpp2m:1,ddim:1.8:0.7] [--eta RUN|X] [--guidance W]
                                   [--seed 0 | --seeds 0,1,12345]
 
 FILE.pt is a checkpoint (``bench/quality.py --checkpoint FILE.pt`` writes one; so does every
@@ -10,7 +10,9 @@ weights (the same seed, so the same starting noise) and prints FID, KID, confide
 entropy (and class accuracy for a conditional run) from the shipped judge, with the seconds the
 draw took. DDIM uses the run's own eta unless ``--eta`` gives one; a sampler written
 ``name:eta`` takes that eta (``dpmpp2m:1`` is DPM-Solver++'s SDE solver; plain ``dpmpp2m`` its
-ODE solver). This is the table the presets' default sampler and steps are chosen from.
+ODE solver), and one written ``name:eta:window`` that eta window too (``ddim:1.8:0.7``: eta 1.8
+at t < 0.7 T, eta 1 above; ``ddim:1.8:1`` no window, whatever the run's own). This is the table
+the presets' default sampler and steps are chosen from.
 
 ``--seeds`` draws each row once per sampling seed and adds a mean row: on 1,000 samples the
 FID of one draw moves by several points with the seed alone, more than most differences
@@ -38,7 +40,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, required=True)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--steps", default="5,10,15,20,50")
-    ap.add_argument("--samplers", default="ddim,dpmpp2m", help="comma list of SAMPLER or SAMPLER:ETA")
+    ap.add_argument("--samplers", default="ddim,dpmpp2m", help="comma list of SAMPLER, SAMPLER:ETA or SAMPLER:ETA:WINDOW")
     ap.add_argument("--eta", default="run", help="DDIM's eta: 'run' for the run's own, or a number")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -51,13 +53,14 @@ def main() -> None:
     seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
     shown = ",".join(map(str, seeds))
     print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {shown}, device {dev}")
-    head = f"{'sampler':<26} {'seed':>6} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
+    head = f"{'sampler':<34} {'seed':>6} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
     print(head + (f" {'class acc':>10} {'worst':>6}" if labels else ""))
     for entry in args.samplers.split(","):
-        sampler, _, own_eta = entry.partition(":")
+        sampler, _, rest = entry.partition(":")
+        own_eta, _, own_window = rest.partition(":")
         for steps in (int(s) for s in args.steps.split(",")):
             eta = float(own_eta) if own_eta else None if args.eta == "run" or sampler != "ddim" else float(args.eta)
-            spec = resolve_spec(cfg, sampler, steps, eta, args.guidance)
+            spec = resolve_spec(cfg, sampler, steps, eta, args.guidance, float(own_window) if own_window else None)
             rows = []
             for seed in seeds:
                 t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def main() -> None:
 
 
 def row(label: str, seed: str, f: dict, labels) -> str:
-    line = (f"{label:<26} {seed:>6} {f['seconds']:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
+    line = (f"{label:<34} {seed:>6} {f['seconds']:8.1f} {f['fid']:8.2f} {f['kid']:8.4f} {f['confident']:10.1%} "
             f"{f['class_entropy']:8.4f}")  # fmt: skip
     return line + (f" {f['class_accuracy']:10.1%} {f['class_accuracy_min']:6.0%}" if labels else "")
 

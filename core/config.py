@@ -105,6 +105,7 @@ class RunConfig:
     sampler: str = "ddim"
     sample_steps: int = 50
     eta: float = 0.0  # 0 deterministic DDIM, 1 DDPM's noise, above 1 extra noise (up to ETA_MAX)
+    eta_window: float = 1.0  # an eta above 1 applies where t < eta_window * T; eta 1 above (core.samplers.windowed_eta)
     guidance: float = 1.0  # cond=class: 0 unconditional, 1 conditional, above 1 guided (up to GUIDANCE_MAX)
     clip_x0: bool = True
     ddpm_variance: str = "posterior"  # the ddpm sampler's noise: posterior (beta~_t) or beta (beta_t); learned_variance overrides
@@ -299,6 +300,7 @@ def _validate(c: RunConfig) -> list[str]:
     in_range("eval_every", 0)
     in_range("eval_n", 2, 100_000)
     in_range("eta", 0, ETA_MAX)
+    in_range("eta_window", 0, 1)
     in_range("guidance", 0, GUIDANCE_MAX)
     in_range("cond_drop", 0, 1)
     in_range("num_classes", 2, 10_000)

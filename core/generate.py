@@ -70,6 +70,7 @@ def generate(
                 sampler=spec.sampler,
                 steps=spec.steps,
                 eta=spec.eta,
+                eta_window=spec.eta_window,
                 objective=cfg.objective,
                 seed=seed,
                 start=start,
@@ -192,7 +193,7 @@ def draw(
     sample job gets it from the command line."""
     dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
     net, diffusion, cfg, step, scale = _load(path, dev)
-    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance)
+    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance, spec.eta_window)
     labels = sample_labels(cfg, n, classes)
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames, labels=labels)

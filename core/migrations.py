@@ -160,11 +160,20 @@ def _v5_classes_and_guidance(db: sqlite_utils.Database) -> None:
     db["evals"].add_column("detail", str)
 
 
+def _v6_eta_windows(db: sqlite_utils.Database) -> None:
+    """A spec's eta window (``eta_window``: an eta above 1 applies where t < eta_window * T
+    alone) is part of how an evaluation and a sample grid were drawn. Rows from before have
+    none (NULL), and were drawn without one: they read as window 1."""
+    db["samples"].add_column("eta_window", float)
+    db["evals"].add_column("eta_window", float)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
     0: _create_v1,
     1: _add_evals_v2,
     2: _v3_env_and_protocols,
     3: _v4_studies_and_the_queue,
     4: _v5_classes_and_guidance,
+    5: _v6_eta_windows,
 }
 SCHEMA_VERSION = len(MIGRATIONS)

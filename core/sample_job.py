@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
     from core.sampling_spec import SamplingSpec
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), args.threads)))  # OMP_NUM_THREADS still caps it
-    spec = SamplingSpec(args.sampler, args.steps, args.eta, args.guidance)  # draw checks it against the checkpoint's run
+    # draw checks the spec against the checkpoint's run
+    spec = SamplingSpec(args.sampler, args.steps, args.eta, args.guidance, args.eta_window)
     drawn = draw(
         args.checkpoint, args.n, spec, seed=args.seed, device=args.device, trajectory_frames=args.frames, classes=args.classes
     )
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", required=True, help=" or ".join(SAMPLERS))
     ap.add_argument("--steps", required=True, type=int, help="network calls (T for ddpm)")
     ap.add_argument("--eta", required=True, type=float, help="ddim's or dpmpp2m's noise (1 for ddpm)")
+    ap.add_argument("--eta-window", type=float, default=1.0, help="an eta above 1 applies where t < this * T [default: 1]")
     ap.add_argument("--guidance", type=float, default=None, help="a conditional run's guidance [default: the run's]")
     ap.add_argument(
         "--class", dest="classes", type=int, action="append", default=None, help="a class to draw, repeatable [default: all]"

@@ -1,9 +1,10 @@
 """How a run is sampled, resolved in one place, and the protocol every figure is measured under.
 
-A sampling spec is (sampler, steps, eta). Every face that draws samples (the trainer's grids
-and ``--eval-every``, ``ddpm sample``, ``ddpm eval``, the sample and explore screens,
-``bench/quality.py``) asks :func:`resolve_spec` for it, with the user's overrides, so that a
-default means the same thing everywhere: the run's own sampler, steps and eta, as it was tuned.
+A sampling spec is (sampler, steps, eta, guidance, eta window). Every face that draws samples
+(the trainer's grids and ``--eval-every``, ``ddpm sample``, ``ddpm eval``, the sample and
+explore screens, ``bench/quality.py``) asks :func:`resolve_spec` for it, with the user's
+overrides, so that a default means the same thing everywhere: the run's own sampler, steps,
+eta and window, as it was tuned.
 
 A figure (FID, KID, confident share ...) depends on how its samples were drawn, so each one
 is recorded with its :class:`Protocol` (spec, n, seed). Figures of different protocols are
@@ -34,21 +35,27 @@ class SamplingSpec:
     steps: int  # network calls (twice that with guidance); always T for ddpm
     eta: float  # DDIM's or DPM-Solver++'s noise (0: deterministic); ddpm's ancestral noise is eta 1
     guidance: float | None = None  # classifier-free guidance of a conditional run; None for an unconditional one
+    eta_window: float = 1.0  # an eta above 1 applies where t < eta_window * T alone (core.samplers.windowed_eta)
 
     @property
     def label(self) -> str:
-        """``ddim-50 eta 1.8``, ``ddpm-1000``, ``dpmpp2m-15 w 2``, ``dpmpp2m-20 eta 1``: how tables
-        and titles name it."""
+        """``ddim-50 eta 1.8``, ``ddpm-1000``, ``dpmpp2m-15 w 2``, ``dpmpp2m-20 eta 1``,
+        ``ddim-50 eta 1.8 window 0.7``: how tables and titles name it."""
         if self.sampler == "ddpm":
             text = f"ddpm-{self.steps}"
         elif self.sampler == "dpmpp2m":  # the ODE solver's label as before; with eta the SDE's
             text = f"dpmpp2m-{self.steps}" + (f" eta {self.eta:g}" if self.eta else "")
         else:
             text = f"{self.sampler}-{self.steps} eta {self.eta:g}"
+        if self.eta_window < 1.0:
+            text += f" window {self.eta_window:g}"
         return text if self.guidance is None else f"{text} w {self.guidance:g}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "steps": self.steps, "eta": self.eta, "guidance": self.guidance}
+        return {
+            "sampler": self.sampler, "steps": self.steps, "eta": self.eta, "guidance": self.guidance,
+            "eta_window": self.eta_window,
+        }  # fmt: skip
 
 
 def _get(cfg: Any, name: str, default: Any = None) -> Any:
@@ -58,15 +65,23 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
 
 
 def resolve_spec(
-    cfg: Any, sampler: str | None = None, steps: int | None = None, eta: float | None = None, guidance: float | None = None
+    cfg: Any,
+    sampler: str | None = None,
+    steps: int | None = None,
+    eta: float | None = None,
+    guidance: float | None = None,
+    eta_window: float | None = None,
 ) -> SamplingSpec:
     """The spec for a run's config (a RunConfig or its dict), overridden where asked.
 
-    Defaults are the run's own ``sampler``, ``sample_steps``, ``eta`` and (for a conditional
-    run) ``guidance``. The ddpm sampler always walks all T steps and has no eta to set; nor has
-    DPM-Solver++ (deterministic); an unconditional run has no guidance: asking for any of them
-    is an error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless
-    eta is asked for, or the run's own sampler is dpmpp2m with an eta: then the SDE solver.
+    Defaults are the run's own ``sampler``, ``sample_steps``, ``eta``, ``eta_window`` and (for
+    a conditional run) ``guidance``. The ddpm sampler always walks all T steps and has no eta
+    or eta window to set; an unconditional run has no guidance: asking for any of them is an
+    error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless eta is
+    asked for, or the run's own sampler is dpmpp2m with an eta: then the SDE solver. The eta
+    window confines an eta above 1; with an eta at most 1 the run's own window changes
+    nothing and the spec drops it (window 1), so that two specs that draw the same samples
+    carry one label.
     """
     T = int(_get(cfg, "T"))
     sampler = sampler or str(_get(cfg, "sampler"))
@@ -85,17 +100,29 @@ def resolve_spec(
             raise SamplingError(f"the ddpm sampler always takes T={T} steps; use --sampler ddim for --steps {steps}")
         if eta is not None and float(eta) != 1.0:
             raise SamplingError("eta sets the ddim sampler's noise; ddpm's noise is fixed (use --sampler ddim)")
+        if eta_window is not None and float(eta_window) != 1.0:
+            raise SamplingError("eta_window: the ddpm sampler's noise is fixed; the window is for ddim's or dpmpp2m's eta")
         return SamplingSpec("ddpm", T, 1.0, w)
     steps = int(_get(cfg, "sample_steps")) if steps is None else int(steps)
     if not 1 <= steps <= T:
         raise SamplingError(f"steps: {steps} is out of range; the run has T={T}, so use 1 to {T}")
-    if eta is None:  # the run's eta is its own sampler's: DDIM's noise means nothing to DPM-Solver++'s ODE
-        own = str(_get(cfg, "sampler")) == sampler
-        eta = float(_get(cfg, "eta")) if own or sampler == "ddim" else 0.0
+    # The run's eta and window are its own sampler's (DDIM's noise means nothing to
+    # DPM-Solver++'s ODE), and DDIM's when it is asked for.
+    inherits = str(_get(cfg, "sampler")) == sampler or sampler == "ddim"
+    if eta is None:
+        eta = float(_get(cfg, "eta")) if inherits else 0.0
     eta = float(eta)
     if not math.isfinite(eta) or not 0.0 <= eta <= ETA_MAX:
         raise SamplingError(f"eta: {eta} is out of range; use a number from 0 to {ETA_MAX:g}")
-    return SamplingSpec(sampler, steps, eta, w)
+    asked = eta_window is not None
+    window = float(eta_window) if asked else float(_get(cfg, "eta_window", 1.0)) if inherits else 1.0
+    if not math.isfinite(window) or not 0.0 <= window <= 1.0:
+        raise SamplingError(f"eta_window: {window} is out of range; use a number from 0 to 1 (the share of T, from t = 0)")
+    if window < 1.0 and eta <= 1.0:
+        if asked:
+            raise SamplingError(f"eta_window: it confines an eta above 1, and eta {eta:g} adds no extra noise; drop the window")
+        window = 1.0
+    return SamplingSpec(sampler, steps, eta, w, window)
 
 
 def balanced_labels(n: int, classes: list[int]) -> list[int]:
@@ -168,9 +195,13 @@ class Protocol:
 
     @classmethod
     def from_row(cls, row: dict) -> Protocol:
-        """From an ``evals`` row (sampler, steps, eta, n, seed)."""
-        g = row.get("guidance")
-        spec = SamplingSpec(str(row["sampler"]), int(row["steps"]), float(row["eta"]), None if g is None else float(g))
+        """From an ``evals`` row (sampler, steps, eta, guidance, eta_window, n, seed); a row
+        recorded before windows existed (no ``eta_window``) was drawn without one."""
+        g, window = row.get("guidance"), row.get("eta_window")
+        spec = SamplingSpec(
+            str(row["sampler"]), int(row["steps"]), float(row["eta"]), None if g is None else float(g),
+            1.0 if window is None else float(window),
+        )  # fmt: skip
         return cls(spec, int(row["n"]), int(row.get("seed") or 0))
 
 

@@ -229,13 +229,15 @@ class SampleRecord:
     eta: float | None = None  # recorded since schema 3
     guidance: float | None = None  # a conditional run's grid (schema 5)
     labels: list[int] | None = None  # each image's class (schema 5)
+    eta_window: float | None = None  # recorded since schema 6; None: drawn without one
 
     @property
     def label(self) -> str:
         """How the grid was drawn, as sampling specs name themselves (``ddim-50 eta 1.8``)."""
         if self.eta is None:
             return f"{self.sampler}-{self.steps}"
-        return SamplingSpec(self.sampler, self.steps, self.eta, self.guidance).label
+        window = 1.0 if self.eta_window is None else self.eta_window
+        return SamplingSpec(self.sampler, self.steps, self.eta, self.guidance, window).label
 
     @property
     def per_row(self) -> int | None:
@@ -1033,7 +1035,7 @@ class Store:
         key), in one query (for tables of many runs)."""
         out: dict[int, tuple[float, str]] = {}
         cur = self.conn.execute(
-            "SELECT run, figures, n, sampler, steps, eta, guidance, seed FROM evals ORDER BY run, step DESC, id DESC"
+            "SELECT run, figures, n, sampler, steps, eta, eta_window, guidance, seed FROM evals ORDER BY run, step DESC, id DESC"
         )
         cols = [c[0] for c in cur.description]
         for row in cur:
@@ -1072,11 +1074,11 @@ class Store:
         spec = protocol.spec
         with self.write() as c:
             c.execute(
-                "INSERT INTO evals (run, step, n, sampler, steps, eta, guidance, seed, figures, floor, seconds, time, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
-                 int(protocol.seed), json.dumps(figures), json.dumps(floor), float(seconds), time.time(),
-                 json.dumps(detail) if detail else None),
+                "INSERT INTO evals (run, step, n, sampler, steps, eta, eta_window, guidance, seed, figures, floor, seconds,"
+                " time, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), int(protocol.n), spec.sampler, int(spec.steps), float(spec.eta),
+                 float(spec.eta_window), spec.guidance, int(protocol.seed), json.dumps(figures), json.dumps(floor),
+                 float(seconds), time.time(), json.dumps(detail) if detail else None),
             )  # fmt: skip
 
     def evals(self, ref: int | str) -> list[dict]:
@@ -1096,7 +1098,7 @@ class Store:
         queries over many runs read; ``floor`` and ``detail`` are left out."""
         where = " JOIN runs r ON r.id = e.run WHERE r.study = ?" if study is not None else ""
         rows = self._rows(
-            "SELECT run, step, n, sampler, steps, eta, guidance, seed, figures FROM (SELECT e.*, row_number() OVER"
+            "SELECT run, step, n, sampler, steps, eta, eta_window, guidance, seed, figures FROM (SELECT e.*, row_number() OVER"
             f" (PARTITION BY e.run ORDER BY e.step DESC, e.id DESC) AS k FROM evals e{where}) WHERE k = 1",
             (study,) if study is not None else (),
         )
@@ -1126,9 +1128,9 @@ class Store:
         arr = np.ascontiguousarray(data)
         with self.write() as c:
             c.execute(
-                "INSERT INTO samples (run, step, sampler, steps, eta, guidance, labels, n, shape, dtype, data, time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), spec.guidance,
+                "INSERT INTO samples (run, step, sampler, steps, eta, eta_window, guidance, labels, n, shape, dtype, data,"
+                " time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, int(step), spec.sampler, int(spec.steps), float(spec.eta), float(spec.eta_window), spec.guidance,
                  json.dumps([int(v) for v in labels]) if labels is not None else None, int(arr.shape[0]),
                  json.dumps(list(arr.shape)), str(arr.dtype), arr.tobytes(), time.time()),
             )  # fmt: skip
@@ -1232,7 +1234,7 @@ def _to_samples(row: dict) -> SampleRecord:
     data = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(shape)
     labels = json.loads(row["labels"]) if row.get("labels") else None
     return SampleRecord(row["run"], row["step"], row["sampler"], row["steps"], data, row["time"], row.get("eta"),
-                        row.get("guidance"), labels)  # fmt: skip
+                        row.get("guidance"), labels, row.get("eta_window"))  # fmt: skip
 
 
 def check_name(name: str) -> str:

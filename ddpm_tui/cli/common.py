@@ -82,6 +82,17 @@ EtaOpt = Annotated[
         show_default=False,
     ),
 ]
+EtaWindowOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--eta-window",
+        min=0.0,
+        max=1.0,
+        callback=finite,
+        help="Keep an eta above 1 to t < this share of T (eta 1 above it, where the layout is drawn); 1 everywhere [default: the run's]",
+        show_default=False,
+    ),
+]
 
 
 ClassOpt = Annotated[

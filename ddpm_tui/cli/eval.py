@@ -12,6 +12,7 @@ from ddpm_tui.cli.common import (
     DbOpt,
     DeviceOpt,
     EtaOpt,
+    EtaWindowOpt,
     JsonOpt,
     RunArg,
     SamplerOpt,
@@ -31,6 +32,7 @@ def eval_cmd(
     sampler: SamplerOpt = None,
     steps: StepsOpt = None,
     eta: EtaOpt = None,
+    eta_window: EtaWindowOpt = None,
     guidance: Annotated[
         str | None,
         typer.Option(
@@ -50,7 +52,7 @@ def eval_cmd(
 ) -> None:
     """Judge a run's samples (FID, KID, confident share, class entropy, real-data floor); stored at the checkpoint's step.
 
-    Samples are drawn the run's own way (its sampler, steps, eta and guidance, as --eval-every
+    Samples are drawn the run's own way (its sampler, steps, eta, eta window and guidance, as --eval-every
     does) unless the options say otherwise; the figures are stored with that protocol, and only
     figures of one protocol are ever compared. A class-conditional run's samples are balanced
     over its classes, and its figures add class accuracy: the share the judge reads, confidently,
@@ -68,7 +70,7 @@ def eval_cmd(
             raise UserError(
                 f"run {run.id} trains on {run.dataset!r}, which has no judge; evaluation covers {', '.join(EVALUATED)}"
             )
-        specs = [resolve_spec(run.config, sampler.value if sampler else None, steps, eta, w) for w in scales]
+        specs = [resolve_spec(run.config, sampler.value if sampler else None, steps, eta, w, eta_window) for w in scales]
         check_memory(n, RunConfig.from_dict(run.config).sample_shape)
         ck = store.checkpoint_at(run.id, checkpoint)
         db_path = store.path
@@ -90,7 +92,7 @@ def eval_cmd(
             )
         results.append((spec, drawn, ev, seconds))
         docs.append({"run": run.id, "name": run.name, "step": drawn.step, "n": n, "sampler": spec.sampler, "steps": spec.steps,
-                     "eta": spec.eta, "guidance": spec.guidance, "seed": seed, "protocol": protocol.key, "device": drawn.device,
+                     "eta": spec.eta, "eta_window": spec.eta_window, "guidance": spec.guidance, "seed": seed, "protocol": protocol.key, "device": drawn.device,
                      "seconds": round(seconds, 2), "figures": ev.figures, "floor": ev.floor, "class_counts": ev.class_counts,
                      "detail": ev.detail})  # fmt: skip
     if json_out:

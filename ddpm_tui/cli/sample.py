@@ -17,6 +17,7 @@ from ddpm_tui.cli.common import (
     DbOpt,
     DeviceOpt,
     EtaOpt,
+    EtaWindowOpt,
     GuidanceOpt,
     RunArg,
     SamplerOpt,
@@ -44,6 +45,7 @@ def sample_cmd(
     sampler: SamplerOpt = None,
     steps: StepsOpt = None,
     eta: EtaOpt = None,
+    eta_window: EtaWindowOpt = None,
     classes: ClassOpt = None,
     guidance: GuidanceOpt = None,
     seed: SeedOpt = 0,
@@ -86,7 +88,7 @@ def sample_cmd(
     with open_store(db) as store:
         run = store.get_run(run_ref)
         ck = store.checkpoint_at(run.id, checkpoint)
-    spec = resolve_spec(run.config, sampler.value if sampler else None, steps, eta, guidance)
+    spec = resolve_spec(run.config, sampler.value if sampler else None, steps, eta, guidance, eta_window)
     wanted = parse_classes(classes)
     conditional = run.config.get("cond") == "class"
     n = n or (len(wanted or range(int(run.config.get("num_classes", 10)))) * 4 if conditional else 64)

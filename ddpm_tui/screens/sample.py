@@ -34,13 +34,14 @@ MAX_FRAMES = 40
 
 
 class SampleScreen(DataScreen):
-    """Run, checkpoint, sampler, steps, eta, seed, count (and a conditional run's classes and
-    guidance); ctrl+r samples, ctrl+s saves."""
+    """Run, checkpoint, sampler, steps, eta, eta window, seed, count (and a conditional run's
+    classes and guidance); ctrl+r samples, ctrl+s saves."""
 
     HELP_TITLE = "sample"
     HELP = (
         "Sampling runs in a background process with the run's EMA weights. ddpm always takes T steps; ddim takes any "
-        "number up to T, and eta adds noise (0 is deterministic); dpmpp2m (DPM-Solver++ 2M) is good in few steps, "
+        "number up to T, and eta adds noise (0 is deterministic; above 1, the eta window keeps the extra noise to "
+        "t < that share of T); dpmpp2m (DPM-Solver++ 2M) is good in few steps, "
         "deterministic at eta 0 and the SDE solver above it. The same seed draws the same samples. A class-conditional run draws the classes you "
         "pick (7, 3,5 or 0-9; blank for all) one a row, steered by guidance: 0 unconditional, 1 conditional, "
         "more steers harder."
@@ -104,6 +105,7 @@ class SampleScreen(DataScreen):
         )
         yield "steps (ddpm: always T)", Input("", compact=True, id="s-steps")
         yield f"eta (noise of ddim, dpmpp2m: 0..{ETA_MAX:g})", Input("0", compact=True, id="s-eta")
+        yield "eta window (0..1 of T, for eta > 1)", Input("1", compact=True, id="s-window")
         yield "seed", Input("0", compact=True, id="s-seed")
         yield "count", Input("16", compact=True, id="s-n")
 
@@ -130,6 +132,7 @@ class SampleScreen(DataScreen):
         self.query_one("#s-sampler", Select).value = run.config.get("sampler", "ddim")
         self.query_one("#s-steps", Input).value = str(run.config.get("sample_steps", 50))
         self.query_one("#s-eta", Input).value = str(run.config.get("eta", 0.0))
+        self.query_one("#s-window", Input).value = f"{float(run.config.get('eta_window', 1.0)):g}"
         conditional = run.config.get("cond") == "class"
         k = int(run.config.get("num_classes", 10))
         self.query_one("#s-n", Input).value = (
@@ -158,10 +161,14 @@ class SampleScreen(DataScreen):
         sampler = self.query_one("#s-sampler", Select).value
         self.query_one("#s-steps", Input).disabled = sampler == "ddpm"
         self.query_one("#s-eta", Input).disabled = sampler not in ETA_SAMPLERS
+        self.query_one("#s-window", Input).disabled = sampler not in ETA_SAMPLERS
         run = self._run()
         if event.select.id == "s-sampler" and run is not None and sampler in ETA_SAMPLERS:
-            # The sampler's own default eta, as the CLI resolves it (DDIM's 1.8 is not DPM-Solver++'s).
-            self.query_one("#s-eta", Input).value = f"{resolve_spec(run.config, sampler).eta:g}"
+            # The sampler's own default eta and window, as the CLI resolves them (DDIM's 1.8 is
+            # not DPM-Solver++'s).
+            own = resolve_spec(run.config, sampler)
+            self.query_one("#s-eta", Input).value = f"{own.eta:g}"
+            self.query_one("#s-window", Input).value = f"{own.eta_window:g}"
         self.check()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -196,6 +203,9 @@ class SampleScreen(DataScreen):
 
         steps = num("#s-steps", int, 1, T, "steps") if sampler != "ddpm" else None
         eta = num("#s-eta", float, 0.0, ETA_MAX, "eta") if sampler in ETA_SAMPLERS else None
+        window = num("#s-window", float, 0.0, 1.0, "eta window") if sampler in ETA_SAMPLERS else None
+        if eta is not None and eta <= 1.0:
+            window = None  # it confines an eta above 1 alone: kept in the field for when eta goes back up
         seed = num("#s-seed", int, 0, 2**31 - 1, "seed")
         n = num("#s-n", int, 1, 1024, "count")
         guidance = classes = None
@@ -210,7 +220,7 @@ class SampleScreen(DataScreen):
         spec = None
         if not problems:
             try:
-                spec = resolve_spec(run.config, sampler, steps, eta, guidance)
+                spec = resolve_spec(run.config, sampler, steps, eta, guidance, window)
             except SamplingError as e:
                 problems.append(str(e))
         err.update("\n".join(problems))

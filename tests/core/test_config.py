@@ -48,6 +48,8 @@ def test_text_values_are_parsed_by_field_type():
         ({"stpes": "10"}, "stpes", "unknown setting"),
         ({"eta": "-0.1"}, "eta", "between 0 and 10"),
         ({"eta": "11"}, "eta", "between 0 and 10"),
+        ({"eta_window": "1.2"}, "eta_window", "between 0 and 1"),
+        ({"eta_window": "-0.1"}, "eta_window", "between 0 and 1"),
         ({"t_sampling": "stratified"}, "t_sampling", "uniform, antithetic, logit_normal"),
         ({"model": "mlp_embed"}, "model", "use model=unet"),
     ],
@@ -84,7 +86,19 @@ def test_default_preset_follows_the_device():
 
 
 @pytest.mark.parametrize(
-    "field", ["ema_decay", "grad_clip", "min_snr_gamma", "eta", "lr", "dropout", "offset_noise", "weight_decay", "vlb_weight"]
+    "field",
+    [
+        "ema_decay",
+        "grad_clip",
+        "min_snr_gamma",
+        "eta",
+        "eta_window",
+        "lr",
+        "dropout",
+        "offset_noise",
+        "weight_decay",
+        "vlb_weight",
+    ],
 )
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e400"])
 def test_non_finite_numbers_are_refused_in_one_line(field, text):

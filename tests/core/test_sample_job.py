@@ -68,6 +68,20 @@ def test_the_job_writes_what_draw_draws(checkpoint, tmp_path):
         assert float(z["seconds"]) > 0
 
 
+def test_the_job_draws_under_the_eta_window_it_is_given(checkpoint, tmp_path):
+    """--eta-window reaches draw and the file's label names it; without it the job draws
+    without a window, as the spec it was handed says."""
+    out = tmp_path / "s.npz"
+    args = ["--checkpoint", str(checkpoint), "--n", "3", "--sampler", "ddim", "--steps", "4", "--eta", "1.8", "--seed", "7"]
+    res = job(*args, "--device", "cpu", "--eta-window", "0.5", "--out", str(out))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    here = draw(checkpoint, 3, SamplingSpec("ddim", 4, 1.8, eta_window=0.5), seed=7, device="cpu")
+    plain = draw(checkpoint, 3, SamplingSpec("ddim", 4, 1.8), seed=7, device="cpu")
+    with np.load(out, allow_pickle=False) as z:
+        assert np.array_equal(z["data"], here.data) and not np.array_equal(z["data"], plain.data)
+        assert str(z["label"]) == "ddim-4 eta 1.8 window 0.5"
+
+
 def test_the_job_draws_the_classes_and_guidance_asked_for(cond_checkpoint, tmp_path):
     """--class (repeatable) and --guidance reach draw; the file says each sample's class."""
     out = tmp_path / "s.npz"

@@ -27,12 +27,14 @@ def oracle(diff: Diffusion, objective: str = "eps"):
     return model
 
 
-def exact_moments(diff: Diffusion, sampler: str, steps: int | None, eta: float) -> tuple[float, float]:
+def exact_moments(diff: Diffusion, sampler: str, steps: int | None, eta: float, window: float = 1.0) -> tuple[float, float]:
     """Mean and std of the samples the oracle's sampler draws, in closed form: with a
     Gaussian data model the oracle is affine in x_t, so each step maps (mean, variance)
     affinely. An independent reference for the samplers' arithmetic (coefficients written
     out here, not taken from the sampler), which also shows the discretisation bias: at
-    T = 100 ancestral sampling is a few percent too narrow even with the exact model."""
+    T = 100 ancestral sampling is a few percent too narrow even with the exact model. With
+    ``window`` below 1, a step from t at or above ``window * T`` takes eta 1 in place of an eta
+    above 1."""
     ac = diff.alphas_cumprod_64
 
     def x0_map(t):  # x0_hat = g * x + h for the exact eps predictor
@@ -54,7 +56,8 @@ def exact_moments(diff: Diffusion, sampler: str, steps: int | None, eta: float) 
     for i, t in enumerate(ts):
         a = ac[t].item()
         a_prev = ac[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
-        sigma = min(eta * max(0.0, (1 - a_prev) / (1 - a) * (1 - a / a_prev)) ** 0.5, (1 - a_prev) ** 0.5)
+        e = eta if t < window * diff.T else min(eta, 1.0)
+        sigma = min(e * max(0.0, (1 - a_prev) / (1 - a) * (1 - a / a_prev)) ** 0.5, (1 - a_prev) ** 0.5)
         g, h = x0_map(t)
         # eps_hat = (x - sqrt(a) x0_hat) / sqrt(1 - a), so x_prev is affine in x
         ge, he = (1 - a**0.5 * g) / (1 - a) ** 0.5, -(a**0.5) * h / (1 - a) ** 0.5
@@ -65,24 +68,25 @@ def exact_moments(diff: Diffusion, sampler: str, steps: int | None, eta: float) 
 
 
 @pytest.mark.parametrize(
-    "sampler,steps,eta,objective",
+    "sampler,steps,eta,objective,window",
     [
-        ("ddpm", None, 0.0, "eps"),
-        ("ddim", 100, 0.0, "eps"),
-        ("ddim", 100, 1.0, "v"),
-        ("ddim", 20, 0.5, "x0"),
-        ("ddim", 20, 1.8, "v"),
+        ("ddpm", None, 0.0, "eps", 1.0),
+        ("ddim", 100, 0.0, "eps", 1.0),
+        ("ddim", 100, 1.0, "v", 1.0),
+        ("ddim", 20, 0.5, "x0", 1.0),
+        ("ddim", 20, 1.8, "v", 1.0),
+        ("ddim", 20, 3.0, "v", 0.5),
     ],
 )
-def test_sampler_draws_the_gaussian_its_exact_model_implies(sampler, steps, eta, objective):
+def test_sampler_draws_the_gaussian_its_exact_model_implies(sampler, steps, eta, objective, window):
     """10,000 samples match the closed-form mean and std within four standard errors; with
     every step walked, those lie near the data's N(MU, S^2) (fewer steps draw narrower)."""
     diff = Diffusion.from_schedule("cosine", 100)
     res = sample(
         oracle(diff, objective), diff, (10_000, 1), sampler=sampler, steps=steps, eta=eta,
-        objective=objective, seed=0, clip_x0=False,
+        objective=objective, seed=0, clip_x0=False, eta_window=window,
     )  # fmt: skip
-    mean, std = exact_moments(diff, sampler, steps, eta)
+    mean, std = exact_moments(diff, sampler, steps, eta, window)
     assert abs(mean - MU) < 0.01 and (abs(std - S) < 0.03 if steps in (None, 100) else std < S), (mean, std)
     assert res.x.mean().item() == pytest.approx(mean, abs=4 * std / 100)
     assert res.x.std().item() == pytest.approx(std, abs=4 * std / (2 * 10_000) ** 0.5)
@@ -351,3 +355,23 @@ def test_ddpm_with_beta_variance_adds_sqrt_beta_of_noise_at_each_step():
         return res.xt[0].item()
 
     assert first_step("beta") - first_step("posterior") == pytest.approx(0.2**0.5 - (0.2 * 0.1 / 0.28) ** 0.5, abs=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp2m"])
+def test_an_eta_window_keeps_the_extra_noise_to_the_clean_end_of_the_chain(sampler):
+    """Above ``eta_window * T`` a step takes eta 1 (the reverse process's own noise) in place
+    of an eta above 1, as Karras et al. confine their churn to a window of noise levels:
+    window 1 is the plain sampler, window 0 is eta 1 throughout, and a window between them is
+    neither; an eta at most 1 is left as it is. Each sample still depends only on its seed."""
+    diff = Diffusion.from_schedule("cosine", 1000)
+
+    def draw(eta, window=1.0, n=64):
+        return sample(oracle(diff, "v"), diff, (n, 1), sampler=sampler, steps=20, eta=eta, objective="v",
+                      seed=5, clip_x0=False, eta_window=window).x  # fmt: skip
+
+    assert torch.equal(draw(1.8, 1.0), draw(1.8))
+    assert torch.equal(draw(1.8, 0.0), draw(1.0))
+    half = draw(1.8, 0.5)
+    assert not torch.equal(half, draw(1.8)) and not torch.equal(half, draw(1.0))
+    assert torch.equal(draw(0.5, 0.3), draw(0.5))
+    assert torch.equal(draw(1.8, 0.5, n=8), half[:8])

@@ -76,3 +76,48 @@ def test_dpm_solver_takes_an_eta_of_its_own_and_not_ddims():
     assert resolve_spec(quick, "dpmpp2m", 15, eta=1).label == "dpmpp2m-15 eta 1"  # the SDE solver
     own = preset("quick", {"sampler": "dpmpp2m", "eta": 1.0, "sample_steps": 20})
     assert resolve_spec(own).label == "dpmpp2m-20 eta 1" and resolve_spec(own, "ddim").eta == 1.0
+
+
+def test_an_eta_window_is_part_of_the_spec_its_label_and_its_protocol():
+    """Extra noise confined to the clean end of the chain is another way of sampling: its
+    figures must never join a series drawn without the window."""
+    windowed = SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
+    assert windowed.label == "ddim-50 eta 1.8 window 0.7" and SamplingSpec("ddim", 50, 1.8).label == "ddim-50 eta 1.8"
+    assert SamplingSpec("dpmpp2m", 15, 3.0, 2.0, eta_window=0.5).label == "dpmpp2m-15 eta 3 window 0.5 w 2"
+    assert Protocol(windowed, 1000).key != Protocol(SamplingSpec("ddim", 50, 1.8), 1000).key
+    row = {"sampler": "ddim", "steps": 50, "eta": 1.8, "eta_window": 0.7, "n": 1000, "seed": 3}
+    assert Protocol.from_row(row) == Protocol(windowed, 1000, 3)
+    old = {"sampler": "ddim", "steps": 50, "eta": 1.8, "eta_window": None, "n": 1000, "seed": 3}  # recorded before it existed
+    assert Protocol.from_row(old).spec.eta_window == 1.0
+    assert windowed.as_dict()["eta_window"] == 0.7
+
+
+def test_the_eta_window_defaults_to_the_runs_own_and_is_dropped_where_it_changes_nothing():
+    run = preset("quick", {"eta": 1.8, "eta_window": 0.7})
+    assert resolve_spec(run) == SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
+    assert resolve_spec(run, eta=2.5).eta_window == 0.7  # the run's window with another eta
+    assert resolve_spec(run, eta_window=1) == SamplingSpec("ddim", 50, 1.8)  # asked away
+    assert resolve_spec(run, eta_window=0.5).label == "ddim-50 eta 1.8 window 0.5"
+    # eta at most 1 adds no extra noise, so the run's window means nothing and is not named
+    assert resolve_spec(run, eta=1) == SamplingSpec("ddim", 50, 1.0) and resolve_spec(run, eta=0).label == "ddim-50 eta 0"
+    assert resolve_spec(run, "ddpm") == SamplingSpec("ddpm", 1000, 1.0)
+    # another sampler does not inherit DDIM's window, as it does not inherit its eta
+    assert resolve_spec(run, "dpmpp2m", 15, eta=3).label == "dpmpp2m-15 eta 3"
+    assert resolve_spec(run, "dpmpp2m", 15, eta=3, eta_window=0.7).label == "dpmpp2m-15 eta 3 window 0.7"
+    own = preset("quick", {"sampler": "dpmpp2m", "eta": 3.0, "eta_window": 0.6, "sample_steps": 15})
+    assert resolve_spec(own).label == "dpmpp2m-15 eta 3 window 0.6"
+
+
+@pytest.mark.parametrize(
+    "kw,words",
+    [
+        ({"eta_window": 1.5}, "eta_window: 1.5 is out of range; use a number from 0 to 1"),
+        ({"eta_window": float("nan")}, "eta_window: nan is out of range"),
+        ({"eta_window": 0.7, "eta": 0.5}, "eta_window: it confines an eta above 1, and eta 0.5 adds no extra noise"),
+        ({"eta_window": 0.7, "sampler": "ddpm"}, "eta_window: the ddpm sampler's noise is fixed"),
+    ],
+)
+def test_an_eta_window_that_cannot_apply_is_a_one_line_error(kw, words):
+    with pytest.raises(SamplingError) as err:
+        resolve_spec(preset("quick"), **kw)
+    assert words in str(err.value) and "\n" not in str(err.value)

@@ -268,3 +268,37 @@ def test_move_up_on_a_sweep_changes_few_priorities_and_refuses_a_run_not_waiting
         lone = store.create_run({"steps": 10}, preset="smoke")
         with pytest.raises(StoreError, match="not waiting in the queue"):
             store.move_up(lone.id)
+
+
+def test_an_eta_window_is_recorded_and_rows_from_before_it_read_as_drawn_without_one(tmp_path, monkeypatch):
+    """Figures drawn with and without a window are two series; a file written before the
+    window existed (schema 5) is migrated, and its rows keep the protocol they had."""
+    import sqlite3
+
+    import numpy as np
+
+    import core.store
+    from core.sampling_spec import Protocol, SamplingSpec
+
+    db = tmp_path / "w.db"
+    monkeypatch.setattr(core.store, "SCHEMA_VERSION", SCHEMA_VERSION - 1)
+    with Store(db) as store:
+        rid = _run(store)
+    with sqlite3.connect(db) as c:  # what the older version wrote: no eta_window column
+        assert "eta_window" not in [r[1] for r in c.execute("PRAGMA table_info(evals)")]
+        c.execute(
+            "INSERT INTO evals (run, step, n, sampler, steps, eta, seed, figures, floor, seconds, time)"
+            " VALUES (?, 5, 100, 'ddim', 50, 1.8, 0, '{\"fid\": 30.0}', '{}', 1, 1)",
+            (rid,),
+        )
+    monkeypatch.setattr(core.store, "SCHEMA_VERSION", SCHEMA_VERSION)
+    plain, windowed = Protocol(SamplingSpec("ddim", 50, 1.8), 100), Protocol(SamplingSpec("ddim", 50, 1.8, eta_window=0.7), 100)
+    with Store(db) as store:
+        assert store.evals(rid)[0]["protocol"] == plain.key
+        store.add_eval(rid, 10, protocol=plain, figures={"fid": 28.0}, floor={}, seconds=1)
+        store.add_eval(rid, 10, protocol=windowed, figures={"fid": 21.0}, floor={}, seconds=1)
+        assert store.figure_series(rid, "fid") == {plain.key: ([5, 10], [30.0, 28.0]), windowed.key: ([10], [21.0])}
+        assert store.latest_figure_for_all("fid") == {rid: (21.0, windowed.key)}
+        assert store.latest_evals()[rid]["protocol"] == windowed.key == "ddim-50 eta 1.8 window 0.7, n=100"
+        store.add_samples(rid, 10, np.zeros((4, 1, 2, 2), np.uint8), windowed.spec)
+        assert store.latest_samples(rid).label == "ddim-50 eta 1.8 window 0.7"

@@ -156,3 +156,49 @@ def test_an_unconditional_run_hides_the_class_and_guidance_fields_and_draws_with
         assert screen.query_one("#s-guidance", Input).value == "1.5"
 
     drive(app, script)
+
+
+def test_the_eta_window_field_reaches_the_draw_and_is_read_as_the_cli_reads_it(db):
+    """The window is drawn with (the status names it, the child draws what draw draws), an
+    out-of-range one is refused in one line, and with an eta at most 1, where it changes
+    nothing, it is left out of the spec rather than refused."""
+    app = make_app(db)
+    shown = {}
+
+    async def script(pilot):
+        from textual.widgets import Input, Select, Static
+
+        await pilot.press("g")
+        screen = app.screen
+        screen.query_one("#s-run", Select).value = 1
+        await pilot.pause()
+        window = screen.query_one("#s-window", Input)
+        assert window.value == "1" and not window.disabled  # the run's own: no window
+        for field, value in (("#s-steps", "2"), ("#s-n", "2"), ("#s-eta", "1.8"), ("#s-window", "1.5")):
+            screen.query_one(field, Input).value = value
+        await pilot.pause()
+        assert text(screen.query_one("#sample-error", Static)) == "eta window: must be between 0.0 and 1.0"
+        window.value = "0.5"
+        await pilot.pause()
+        assert screen.check()["spec"].label == "ddim-2 eta 1.8 window 0.5"
+        screen.query_one("#s-eta", Input).value = "0.5"
+        await pilot.pause()
+        assert screen.check()["spec"].label == "ddim-2 eta 0.5" and window.value == "0.5"
+        screen.query_one("#s-eta", Input).value = "1.8"
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.final is not None, "sampling in the child process")
+        shown["final"] = screen.final
+        await until(pilot, lambda: screen._timer is None, "the animation to finish")
+        assert "ddim-2 eta 1.8 window 0.5" in text(screen.query_one("#sample-status", Static))
+        screen.query_one("#s-sampler", Select).value = "ddpm"
+        await pilot.pause()
+        assert window.disabled
+
+    drive(app, script)
+    from core.generate import draw
+    from core.sampling_spec import SamplingSpec
+
+    with Store(db) as store:
+        path = store.checkpoint_at(1).path
+    here = draw(path, 2, SamplingSpec("ddim", 2, 1.8, eta_window=0.5), seed=0, device="cpu")
+    assert np.array_equal(shown["final"], here.data)

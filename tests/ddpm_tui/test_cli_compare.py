@@ -105,7 +105,8 @@ def test_sampling_options_need_same_noise(cli):
 def test_same_noise_plans_one_step_spec_and_seed_and_refuses_a_missing_checkpoint(cli):
     doc = cli.json("compare", "1", "2", "--same-noise", "--seed", "7", "--sampler", "ddim", "--steps", "5")
     assert (doc["step"], doc["same_noise"], doc["shared_steps"]) == (12, True, [6, 12])
-    assert doc["sampling"] == {"step": 12, "sampler": "ddim", "steps": 5, "eta": 0.0, "guidance": None, "seed": 7, "n": 4}
+    assert doc["sampling"] == {"step": 12, "sampler": "ddim", "steps": 5, "eta": 0.0, "guidance": None, "seed": 7, "n": 4,
+                               "eta_window": 1.0}  # fmt: skip
     res = cli("compare", "1", "2", "--same-noise", "--step", "18")
     assert res.exit_code == 1
     assert (

@@ -25,6 +25,28 @@ def test_eval_stores_figures_as_metrics_of_the_run(cli):
     assert "fid" in cli("ls").stdout
 
 
+def test_an_eta_window_is_judged_as_a_protocol_of_its_own(cli, tmp_path):
+    """--eta-window reaches the samples and the record: its figures are another series, the
+    JSON says the window, and `ddpm sample` draws other digits with it; a window that cannot
+    apply is refused in one line and nothing is recorded."""
+    assert cli("run", *FAST, "--set", "eta=1.8").exit_code == 0
+    plain = cli.json("eval", "1", "--n", "20", "--steps", "5")
+    windowed = cli.json("eval", "1", "--n", "20", "--steps", "5", "--eta-window", "0.5")
+    assert (plain["eta_window"], windowed["eta_window"]) == (1.0, 0.5)
+    assert (plain["protocol"], windowed["protocol"]) == ("ddim-5 eta 1.8, n=20", "ddim-5 eta 1.8 window 0.5, n=20")
+    with cli.store() as s:
+        assert set(s.figure_series(1, "fid")) == {plain["protocol"], windowed["protocol"]}
+    for args in ([], ["--eta-window", "0.5"]):
+        assert cli("sample", "1", "--n", "4", "--steps", "5", *args, "--out", str(tmp_path / f"{len(args)}.npy")).exit_code == 0
+    assert not (tmp_path / "0.npy").read_bytes() == (tmp_path / "2.npy").read_bytes()
+    res = cli("eval", "1", "--n", "20", "--eta", "0.5", "--eta-window", "0.5")
+    assert res.exit_code == 1 and "eta_window: it confines an eta above 1, and eta 0.5 adds no extra noise" in error_line(res)
+    res = cli("sample", "1", "--eta-window", "1.5")
+    assert res.exit_code == 2 and "--help" in error_line(res)
+    with cli.store() as s:
+        assert len(s.evals(1)) == 2
+
+
 def test_compare_ranks_runs_by_fid(cli):
     assert cli("run", *FAST).exit_code == 0
     assert cli("run", *FAST, "--set", "steps=3").exit_code == 0
