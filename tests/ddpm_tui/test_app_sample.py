@@ -48,6 +48,17 @@ def text(widget) -> str:
     return str(widget.content)
 
 
+async def sample_screen_on(pilot, run_id: int):
+    """Open the sample screen (it starts on the first run, the conditional one) and pick a run."""
+    from textual.widgets import Select
+
+    await pilot.press("g")
+    screen = pilot.app.screen
+    screen.query_one("#s-run", Select).value = run_id
+    await pilot.pause()
+    return screen
+
+
 def test_a_conditional_run_draws_the_classes_asked_for_one_a_row_under_the_guidance_given(db):
     app = make_app(db)
     shown = {}
@@ -134,10 +145,7 @@ def test_an_unconditional_run_hides_the_class_and_guidance_fields_and_draws_with
     async def script(pilot):
         from textual.widgets import Input, Select, Static
 
-        await pilot.press("g")
-        screen = app.screen
-        screen.query_one("#s-run", Select).value = 1
-        await pilot.pause()
+        screen = await sample_screen_on(pilot, 1)
         note = screen.query_one("#s-cond-note", Static)
         assert not screen.query_one("#s-cond").display and note.display
         assert "unconditional" in text(note)
@@ -168,10 +176,7 @@ def test_the_eta_window_field_reaches_the_draw_and_is_read_as_the_cli_reads_it(d
     async def script(pilot):
         from textual.widgets import Input, Select, Static
 
-        await pilot.press("g")
-        screen = app.screen
-        screen.query_one("#s-run", Select).value = 1
-        await pilot.pause()
+        screen = await sample_screen_on(pilot, 1)
         window = screen.query_one("#s-window", Input)
         assert window.value == "1" and not window.disabled  # the run's own: no window
         for field, value in (("#s-steps", "2"), ("#s-n", "2"), ("#s-eta", "1.8"), ("#s-window", "1.5")):
