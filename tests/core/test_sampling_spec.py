@@ -8,9 +8,10 @@ from core.sampling_spec import Protocol, SamplingError, SamplingSpec, parse_clas
 
 def test_defaults_are_the_runs_own_sampler_steps_and_eta():
     quick = preset("quick")
-    assert resolve_spec(quick) == SamplingSpec("ddim", 50, 1.8)
+    assert resolve_spec(quick) == SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
     assert resolve_spec(quick.to_dict()) == resolve_spec(quick)  # a stored config reads the same
-    assert resolve_spec(quick, steps=10) == SamplingSpec("ddim", 10, 1.8)
+    assert resolve_spec(quick, steps=10) == SamplingSpec("ddim", 10, 1.8, eta_window=0.7)
+    assert resolve_spec({k: v for k, v in quick.to_dict().items() if k != "eta_window"}).eta_window == 1.0  # an older run
     assert resolve_spec(quick, eta=0) == SamplingSpec("ddim", 50, 0.0)
     assert resolve_spec(quick, sampler="ddpm") == SamplingSpec("ddpm", 1000, 1.0)
     assert resolve_spec(preset("quick", {"sampler": "ddpm"})).steps == 1000
