@@ -29,7 +29,7 @@ from core.diffusion import Diffusion
 from core.ema import ema_weights
 from core.models import build_model, place_model
 from core.samplers import SampleResult, sample
-from core.sampling_spec import SamplingError, SamplingSpec, balanced_labels, resolve_spec, sample_labels
+from core.sampling_spec import SamplingError, SamplingSpec, balanced_labels, resolve_for, sample_labels
 from core.sequences import SeqScale
 
 
@@ -193,7 +193,7 @@ def draw(
     sample job gets it from the command line."""
     dev = device if isinstance(device, torch.device) else torch.device(devices.resolve_here(device))
     net, diffusion, cfg, step, scale = _load(path, dev)
-    spec = resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance, spec.eta_window)
+    spec = resolve_for(cfg, spec)
     labels = sample_labels(cfg, n, classes)
     t0 = time.perf_counter()
     res = generate(net, diffusion, cfg, n, spec=spec, device=dev, seed=seed, trajectory_frames=trajectory_frames, labels=labels)

@@ -125,6 +125,13 @@ def resolve_spec(
     return SamplingSpec(sampler, steps, eta, w, window)
 
 
+def resolve_for(cfg: Any, spec: SamplingSpec) -> SamplingSpec:
+    """A spec already resolved (from the command line, or for another run), as the run of
+    ``cfg`` draws it: every field asked for as it is, so a run that cannot honour it raises
+    :class:`SamplingError`. Carries every field, so a new one cannot be forgotten by a caller."""
+    return resolve_spec(cfg, spec.sampler, spec.steps, spec.eta, spec.guidance, spec.eta_window)
+
+
 def balanced_labels(n: int, classes: list[int]) -> list[int]:
     """``n`` labels over ``classes``, as equal in number as ``n`` allows (the first classes
     get one more when it does not divide) and in order, so a grid of them shows one class per

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import DDPMError
-from core.sampling_spec import SamplingError, SamplingSpec, resolve_spec
+from core.sampling_spec import SamplingError, SamplingSpec, resolve_for, resolve_spec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +113,7 @@ def common_spec(runs: Sequence[Run], sampler: str | None = None, steps: int | No
     spec = resolve_spec(first.config, sampler, steps)
     for r in runs[1:]:
         try:
-            resolve_spec(r.config, spec.sampler, spec.steps, spec.eta, spec.guidance, spec.eta_window)
+            resolve_for(r.config, spec)
         except SamplingError as e:
             raise CompareError(f"--same-noise with {spec.label}: run {r.id} ({r.name}) cannot: {e}") from None
     return spec

@@ -72,8 +72,8 @@ class SampleJob:
     ) -> None:  # fmt: skip
         self.args = [
             "--checkpoint", str(checkpoint), "--n", str(n), "--sampler", spec.sampler, "--steps", str(spec.steps),
-            "--eta", repr(float(spec.eta)), "--eta-window", repr(float(spec.eta_window)), "--seed", str(seed), "--device", device, "--frames", str(frames),
-            "--threads", str(threads), "--parent", str(os.getpid()),
+            "--eta", repr(float(spec.eta)), "--eta-window", repr(float(spec.eta_window)), "--seed", str(seed),
+            "--device", device, "--frames", str(frames), "--threads", str(threads), "--parent", str(os.getpid()),
         ]  # fmt: skip
         if spec.guidance is not None:
             self.args += ["--guidance", repr(float(spec.guidance))]

@@ -122,3 +122,17 @@ def test_an_eta_window_that_cannot_apply_is_a_one_line_error(kw, words):
     with pytest.raises(SamplingError) as err:
         resolve_spec(preset("quick"), **kw)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_resolved_spec_is_checked_against_another_run_with_every_field_it_carries():
+    """What draw (the sample job's command line) and the same-noise comparison (other runs)
+    do: nothing of the spec is replaced by the run's own, and a run that cannot honour it says so."""
+    from core.sampling_spec import resolve_for
+
+    quick = preset("quick")  # DDIM eta 1.8, window 0.7
+    for spec in (SamplingSpec("ddim", 20, 1.8), SamplingSpec("dpmpp2m", 15, 8.0, eta_window=0.75), SamplingSpec("ddim", 5, 0.0)):
+        assert resolve_for(quick, spec) == spec
+    with pytest.raises(SamplingError, match="guidance: this run is unconditional"):
+        resolve_for(quick, SamplingSpec("ddim", 50, 1.8, 2.0))
+    with pytest.raises(SamplingError, match="T=1000"):
+        resolve_for(quick, SamplingSpec("ddpm", 100, 1.0))
