@@ -29,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.errors import DDPMError  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.generate import generate, load_for_sampling, to_numpy  # noqa: E402
-from core.sampling_spec import resolve_spec, sample_labels  # noqa: E402
+from core.sampling_spec import SamplingSpec, resolve_spec, sample_labels  # noqa: E402
 from core.train import resolve_device  # noqa: E402
 
 
@@ -48,30 +49,61 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     dev = resolve_device(args.device)
-    net, diffusion, cfg, step = load_for_sampling(args.checkpoint, dev)
-    labels = sample_labels(cfg, args.n, None)
-    seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+    try:
+        net, diffusion, cfg, step = load_for_sampling(args.checkpoint, dev)
+        specs = plan(cfg, args.samplers, args.steps, args.eta, args.guidance)
+        labels = sample_labels(cfg, args.n, None)
+        seeds = numbers(args.seeds or str(args.seed), int, "--seeds")
+    except DDPMError as e:
+        ap.error(str(e))
     shown = ",".join(map(str, seeds))
     print(f"checkpoint {args.checkpoint} (step {step:,}), {args.n} samples per row, seed {shown}, device {dev}")
     head = f"{'sampler':<34} {'seed':>6} {'seconds':>8} {'FID':>8} {'KID':>8} {'confident':>10} {'entropy':>8}"
     print(head + (f" {'class acc':>10} {'worst':>6}" if labels else ""))
-    for entry in args.samplers.split(","):
+    for spec in specs:
+        rows = []
+        for seed in seeds:
+            t0 = time.perf_counter()
+            res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=seed, labels=labels)
+            seconds = time.perf_counter() - t0
+            f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=seed, labels=labels).figures
+            rows.append({"seconds": seconds, **f})
+            print(row(spec.label, str(seed), rows[-1], labels), flush=True)
+        if len(rows) > 1:
+            mean = {k: sum(r[k] for r in rows) / len(rows) for k, v in rows[0].items() if isinstance(v, (int, float))}
+            print(row(spec.label, "mean", mean, labels), flush=True)
+
+
+def numbers(text: str, kind: type, what: str) -> list:
+    """A comma list of numbers, or an error that names the flag and the list."""
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError:
+        noun = "whole numbers" if kind is int else "numbers"
+        raise DDPMError(f"{what} {text!r}: expected {noun} separated by commas") from None
+
+
+def number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DDPMError(f"{what} {text!r} is not a number") from None
+
+
+def plan(cfg, samplers: str, steps: str, eta: str, guidance: float | None) -> list[SamplingSpec]:
+    """Every row's spec, resolved against the run before the first draw, so that a typo in the
+    last entry is a one-line error now rather than a traceback after minutes of sampling."""
+    specs = []
+    for entry in samplers.split(","):
         sampler, _, rest = entry.partition(":")
         own_eta, _, own_window = rest.partition(":")
-        for steps in (int(s) for s in args.steps.split(",")):
-            eta = float(own_eta) if own_eta else None if args.eta == "run" or sampler != "ddim" else float(args.eta)
-            spec = resolve_spec(cfg, sampler, steps, eta, args.guidance, float(own_window) if own_window else None)
-            rows = []
-            for seed in seeds:
-                t0 = time.perf_counter()
-                res = generate(net, diffusion, cfg, args.n, spec=spec, device=dev, seed=seed, labels=labels)
-                seconds = time.perf_counter() - t0
-                f = evaluate(to_numpy(res.x, cfg), cfg.dataset, device=dev, floor=False, seed=seed, labels=labels).figures
-                rows.append({"seconds": seconds, **f})
-                print(row(spec.label, str(seed), rows[-1], labels), flush=True)
-            if len(rows) > 1:
-                mean = {k: sum(r[k] for r in rows) / len(rows) for k, v in rows[0].items() if isinstance(v, (int, float))}
-                print(row(spec.label, "mean", mean, labels), flush=True)
+        e = number(own_eta, f"--samplers entry {entry!r}: eta") if own_eta else None
+        w = number(own_window, f"--samplers entry {entry!r}: window") if own_window else None
+        if e is None and eta != "run" and sampler == "ddim":
+            e = number(eta, "--eta")
+        for n in numbers(steps, int, "--steps"):
+            specs.append(resolve_spec(cfg, sampler, n, e, guidance, w))
+    return specs
 
 
 def row(label: str, seed: str, f: dict, labels) -> str:
