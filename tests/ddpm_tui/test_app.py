@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -514,6 +515,41 @@ def test_leaving_the_sample_screen_kills_its_sampling_process(db):
         assert proc.returncode == -signal.SIGKILL
         with pytest.raises(ProcessLookupError):
             os.kill(proc.pid, 0)  # killed and reaped: not even a zombie is left
+
+    drive(app, script)
+
+
+def test_leaving_explore_before_its_data_arrives_leaves_the_dashboard_working(db, monkeypatch):
+    """The load thread finishes after its screen has gone: its hand-back finds no widgets, and
+    that must stay the thread's problem, neither an error screen nor the app's exit."""
+    from ddpm_tui.screens.explore import ExploreScreen
+    from ddpm_tui.screens.sample import SampleScreen
+
+    release, returned = threading.Event(), threading.Event()
+    real = ExploreScreen._data
+
+    def held(run):
+        release.wait(30)
+        try:
+            return real(run)
+        finally:
+            returned.set()
+
+    monkeypatch.setattr(ExploreScreen, "_data", staticmethod(held))
+    app = make_app(db)
+
+    async def script(pilot):
+        await pilot.press("e")
+        explore = app.screen
+        assert isinstance(explore, ExploreScreen)
+        await pilot.press("escape")
+        assert app.screen is not explore
+        release.set()
+        await until(pilot, returned.is_set, "the load to return")
+        await pilot.pause(0.5)
+        assert app.is_running and app.return_code is None
+        await pilot.press("g")
+        assert isinstance(app.screen, SampleScreen)
 
     drive(app, script)
 
