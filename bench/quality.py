@@ -9,8 +9,9 @@ script prints minutes, steps, images seen, images/s and the parameter count, the
 the judge's confident share and class entropy (see core/evaluate.py).
 
 Extra flags (later issues extend, never break, the ones above): --set key=value (any config
-field), --device, --seed, --threads, --checkpoint FILE.pt; --sampler dpmpp2m; --eta-window W
-(an eta above 1 only at t < W * T; default the preset's); for a
+field), --device, --seed, --threads, --checkpoint FILE.pt; --sampler dpmpp2m (quick's own:
+--sampler dpmpp2m --steps 15 draws as its grids do); --eta-window W (an eta above 1 only at
+t < W * T; default the preset's for the sampler); for a
 class-conditional preset (quick-cond), --guidance W and --labels-out LABELS.npy (the class each
 sample was asked for: int64, the --out order; classes balanced and in order), and the judge's
 class accuracy is printed.
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="how many samples to draw")
     ap.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
     ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim, dpmpp2m)")
-    ap.add_argument("--eta", type=float, default=None, help="DDIM noise (default: the preset's)")
+    ap.add_argument("--eta", type=float, default=None, help="the sampler's noise (default: the preset's for that sampler)")
     ap.add_argument("--eta-window", type=float, default=None, help="an eta above 1 only at t < W*T (default: the preset's)")
     ap.add_argument("--out", type=Path, required=True, help="FILE.npy for the samples")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")

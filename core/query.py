@@ -22,12 +22,11 @@ from __future__ import annotations
 import difflib
 import math
 import operator
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.config import FIELDS, RunConfig
+from core.config import FIELDS, field_type
 from core.errors import DDPMError
 
 if TYPE_CHECKING:
@@ -45,16 +44,9 @@ class QueryError(DDPMError):
     """An expression or sort key that cannot be read; ``str()`` says where and how to fix it."""
 
 
-def _config_kinds() -> dict[str, str]:
-    hints = typing.get_type_hints(RunConfig)
-    return {name: (TEXT if hints[name] is str or hints[name] not in (int, float, bool) else NUMBER) for name in FIELDS}
-
-
-CONFIG_KINDS = _config_kinds()
-TUPLE_FIELDS = frozenset(
-    n for n, h in typing.get_type_hints(RunConfig).items() if n in FIELDS and h not in (int, float, bool, str)
-)
-BOOL_FIELDS = frozenset(n for n, h in typing.get_type_hints(RunConfig).items() if n in FIELDS and h is bool)
+CONFIG_KINDS = {name: NUMBER if field_type(name) in (int, float, bool) else TEXT for name in FIELDS}
+TUPLE_FIELDS = frozenset(n for n in FIELDS if field_type(n) not in (int, float, bool, str))
+BOOL_FIELDS = frozenset(n for n in FIELDS if field_type(n) is bool)
 
 # The run's own fields a query may read, and how (the first of them are export's first columns).
 RUN_FIELDS: dict[str, tuple[str, Callable[[Run], Any]]] = {

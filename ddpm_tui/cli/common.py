@@ -78,7 +78,7 @@ EtaOpt = Annotated[
         min=0.0,
         max=ETA_MAX,
         callback=finite,
-        help="ddim's or dpmpp2m's noise: 0 deterministic, 1 like DDPM (dpmpp2m: the SDE), more adds noise [default: the run's; 0 for dpmpp2m on a run of another sampler]",
+        help="ddim's or dpmpp2m's noise: 0 deterministic, 1 like DDPM (dpmpp2m: the SDE), more adds noise [default: the run's for that sampler (its ddim_eta for ddim where it has one); 0 for dpmpp2m on a run of another sampler]",
         show_default=False,
     ),
 ]
@@ -89,7 +89,7 @@ EtaWindowOpt = Annotated[
         min=0.0,
         max=1.0,
         callback=finite,
-        help="Keep an eta above 1 to t < this share of T (eta 1 above it, where the layout is drawn); 1 everywhere [default: the run's]",
+        help="Keep an eta above 1 to t < this share of T (eta 1 above it, where the layout is drawn); 1 everywhere [default: the run's for that sampler]",
         show_default=False,
     ),
 ]
@@ -129,7 +129,10 @@ SamplerOpt = Annotated[
     typer.Option("--sampler", help=f"{' or '.join(SAMPLERS)} [default: the run's]", show_default=False),
 ]
 StepsOpt = Annotated[
-    int | None, typer.Option("--steps", min=1, help="Sampler steps (ddim) [default: the run's]", show_default=False)
+    int | None,
+    typer.Option(
+        "--steps", min=1, help="Sampler steps (ddim, dpmpp2m) [default: the run's for that sampler]", show_default=False
+    ),
 ]
 
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed draws the same samples.")]

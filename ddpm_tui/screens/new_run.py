@@ -263,6 +263,8 @@ class NewRunScreen(DataScreen):
                 self.config = replace(base, parsed, validate=True)
             except ConfigError as e:
                 add(e.errors)
+            else:
+                self._show_resolved(parsed)
             if name:
                 self._check(errors, "name", check_name, name)
         for tag in self.query_one("#f-tags", Input).value.split():
@@ -274,6 +276,14 @@ class NewRunScreen(DataScreen):
         if errors:
             self.config = self.sweep = None
         self._show_errors(base, errors, sweeping=bool(lists))
+
+    def _show_resolved(self, parsed: dict) -> None:
+        """Show a field the config settled otherwise than typed: picking ddim on a preset that
+        keeps DDIM's own settings apart (quick) makes them the run's steps, eta and window."""
+        with self.prevent(Input.Changed):
+            for name, value in parsed.items():
+                if getattr(self.config, name) != value:
+                    self.query_one(f"#f-{name}", Input).value = field_text(getattr(self.config, name))
 
     def _check(self, errors: dict[str, list[str]], field: str, check, value: str) -> None:
         try:

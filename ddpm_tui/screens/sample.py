@@ -24,7 +24,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
 from core.choices import ETA_MAX, ETA_SAMPLERS, GUIDANCE_MAX, SAMPLERS
-from core.sampling_spec import SamplingError, classes_text, parse_classes, per_row, resolve_spec, sample_labels
+from core.sampling_spec import SamplingError, SamplingSpec, classes_text, parse_classes, per_row, resolve_spec, sample_labels
 from ddpm_tui.sample_client import SampleFailed, SampleJob, share_of_cores
 from ddpm_tui.screens.base import DataScreen
 from ddpm_tui.widgets.art import ArtView
@@ -129,10 +129,9 @@ class SampleScreen(DataScreen):
         ck.set_options([(f"step {s:,}", s) for s in reversed(steps)])
         if steps:
             ck.value = steps[-1]
-        self.query_one("#s-sampler", Select).value = run.config.get("sampler", "ddim")
-        self.query_one("#s-steps", Input).value = str(run.config.get("sample_steps", 50))
-        self.query_one("#s-eta", Input).value = str(run.config.get("eta", 0.0))
-        self.query_one("#s-window", Input).value = f"{float(run.config.get('eta_window', 1.0)):g}"
+        own = resolve_spec(run.config)
+        self.query_one("#s-sampler", Select).value = own.sampler
+        self._fill(own)
         conditional = run.config.get("cond") == "class"
         k = int(run.config.get("num_classes", 10))
         self.query_one("#s-n", Input).value = (
@@ -164,12 +163,15 @@ class SampleScreen(DataScreen):
         self.query_one("#s-window", Input).disabled = sampler not in ETA_SAMPLERS
         run = self._run()
         if event.select.id == "s-sampler" and run is not None and sampler in ETA_SAMPLERS:
-            # The sampler's own default eta and window, as the CLI resolves them (DDIM's 1.8 is
-            # not DPM-Solver++'s).
-            own = resolve_spec(run.config, sampler)
-            self.query_one("#s-eta", Input).value = f"{own.eta:g}"
-            self.query_one("#s-window", Input).value = f"{own.eta_window:g}"
+            # The sampler's own default steps, eta and window, as the CLI resolves them (quick's
+            # DPM-Solver++ takes eta 8, its DDIM 1.8).
+            self._fill(resolve_spec(run.config, sampler))
         self.check()
+
+    def _fill(self, spec: SamplingSpec) -> None:
+        self.query_one("#s-steps", Input).value = str(spec.steps)
+        self.query_one("#s-eta", Input).value = f"{spec.eta:g}"
+        self.query_one("#s-window", Input).value = f"{spec.eta_window:g}"
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "s-out":

@@ -34,7 +34,7 @@ def test_every_entry_and_step_count_is_one_spec_in_order():
     ]
     assert plan(preset("quick"), "ddim,dpmpp2m", "15", "0.5", None) == [
         SamplingSpec("ddim", 15, 0.5),  # --eta is DDIM's alone
-        SamplingSpec("dpmpp2m", 15, 0.0),
+        SamplingSpec("dpmpp2m", 15, 8.0, eta_window=0.75),  # quick's own sampler, with its own eta
     ]
 
 

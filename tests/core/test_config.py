@@ -185,3 +185,31 @@ def test_image_mode_sets_the_channels_and_hflip_suits_folders():
     assert (gray.image_channels, gray.data_channels, gray.sample_shape, gray.hflip) == (1, 1, (1, 32, 32), True)
     assert from_json(gray.to_json()) == gray  # a recorded config reads back as it was
     assert preset("folder", {"data_dir": "/data", "image_mode": "rgb", "image_channels": "3"}).data_channels == 3
+
+
+def test_ddims_own_settings_are_optional_numbers_checked_like_the_runs_own():
+    cfg = preset("quick", {"ddim_eta": "none", "ddim_steps": "40"})
+    assert cfg.ddim_eta is None and cfg.ddim_steps == 40
+    assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg  # null survives the round trip
+    for key, value, words in (
+        ("ddim_eta", "11", "ddim_eta: 11.0 is out of range"),
+        ("ddim_eta", "nan", "ddim_eta: expected a finite number"),
+        ("ddim_eta_window", "1.5", "ddim_eta_window: 1.5 is out of range"),
+        ("ddim_steps", "5000", "ddim_steps: 5000 is out of range; it must be between 1 and T=1000"),
+        ("ddim_steps", "4.5", "ddim_steps: expected a whole number"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            preset("quick", {key: value})
+        assert words in str(err.value), str(err.value)
+
+
+def test_switching_quick_to_ddim_takes_its_ddim_settings_as_the_runs_own():
+    """'quick, but with DDIM' means quick's DDIM (50 steps, eta 1.8, window 0.7), not DDIM at
+    DPM-Solver++'s 15 steps and eta 8; what the user sets beside it still wins."""
+    ddim = preset("quick", {"sampler": "ddim"})
+    assert (ddim.sample_steps, ddim.eta, ddim.eta_window) == (50, 1.8, 0.7)
+    assert (ddim.ddim_steps, ddim.ddim_eta, ddim.ddim_eta_window) == (None, None, None)
+    mine = preset("quick", {"sampler": "ddim", "eta": 0.5, "sample_steps": 20})
+    assert (mine.sample_steps, mine.eta, mine.eta_window) == (20, 0.5, 0.7)
+    with pytest.raises(ConfigError, match="ddim_eta: this run's own sampler is ddim; set eta"):
+        preset("quick", {"sampler": "ddim", "ddim_eta": 1.5})

@@ -7,7 +7,7 @@ from core.sampling_spec import Protocol, SamplingError, SamplingSpec, parse_clas
 
 
 def test_defaults_are_the_runs_own_sampler_steps_and_eta():
-    quick = preset("quick")
+    quick = preset("quick", {"sampler": "ddim"})  # quick's DDIM: 50 steps, eta 1.8, window 0.7
     assert resolve_spec(quick) == SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
     assert resolve_spec(quick.to_dict()) == resolve_spec(quick)  # a stored config reads the same
     assert resolve_spec(quick, steps=10) == SamplingSpec("ddim", 10, 1.8, eta_window=0.7)
@@ -72,10 +72,10 @@ def test_a_class_the_run_lacks_names_the_field_it_came_from():
 
 
 def test_dpm_solver_takes_an_eta_of_its_own_and_not_ddims():
-    quick = preset("quick")  # DDIM with eta 1.8
+    quick = preset("quick", {"sampler": "ddim"})  # DDIM with eta 1.8
     assert resolve_spec(quick, "dpmpp2m", 15).eta == 0.0 and resolve_spec(quick, "dpmpp2m", 15).label == "dpmpp2m-15"
     assert resolve_spec(quick, "dpmpp2m", 15, eta=1).label == "dpmpp2m-15 eta 1"  # the SDE solver
-    own = preset("quick", {"sampler": "dpmpp2m", "eta": 1.0, "sample_steps": 20})
+    own = preset("quick", {"eta": 1.0, "sample_steps": 20, "ddim_steps": None, "ddim_eta": None, "ddim_eta_window": None})
     assert resolve_spec(own).label == "dpmpp2m-20 eta 1" and resolve_spec(own, "ddim").eta == 1.0
 
 
@@ -94,7 +94,7 @@ def test_an_eta_window_is_part_of_the_spec_its_label_and_its_protocol():
 
 
 def test_the_eta_window_defaults_to_the_runs_own_and_is_dropped_where_it_changes_nothing():
-    run = preset("quick", {"eta": 1.8, "eta_window": 0.7})
+    run = preset("quick", {"sampler": "ddim", "eta": 1.8, "eta_window": 0.7})
     assert resolve_spec(run) == SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
     assert resolve_spec(run, eta=2.5).eta_window == 0.7  # the run's window with another eta
     assert resolve_spec(run, eta_window=1) == SamplingSpec("ddim", 50, 1.8)  # asked away
@@ -129,10 +129,35 @@ def test_a_resolved_spec_is_checked_against_another_run_with_every_field_it_carr
     do: nothing of the spec is replaced by the run's own, and a run that cannot honour it says so."""
     from core.sampling_spec import resolve_for
 
-    quick = preset("quick")  # DDIM eta 1.8, window 0.7
+    quick = preset("quick")  # DPM-Solver++ 15 eta 8 window 0.75; DDIM 50 eta 1.8 window 0.7
     for spec in (SamplingSpec("ddim", 20, 1.8), SamplingSpec("dpmpp2m", 15, 8.0, eta_window=0.75), SamplingSpec("ddim", 5, 0.0)):
         assert resolve_for(quick, spec) == spec
     with pytest.raises(SamplingError, match="guidance: this run is unconditional"):
         resolve_for(quick, SamplingSpec("ddim", 50, 1.8, 2.0))
     with pytest.raises(SamplingError, match="T=1000"):
         resolve_for(quick, SamplingSpec("ddpm", 100, 1.0))
+
+
+def test_quick_draws_with_dpm_solver_and_asks_for_ddim_get_ddims_own_steps_eta_and_window():
+    """quick's default is DPM-Solver++ at 15 steps with eta 8 in a 0.75 window; DDIM's best on
+    the same weights is 50 steps with eta 1.8 in a 0.7 window, and that is what asking for
+    DDIM (bench/quality.py --sampler ddim, ddpm sample --sampler ddim) must give, not DDIM
+    with DPM-Solver++'s eta of 8."""
+    quick = preset("quick")
+    assert resolve_spec(quick) == SamplingSpec("dpmpp2m", 15, 8.0, eta_window=0.75)
+    assert resolve_spec(quick, "ddim") == SamplingSpec("ddim", 50, 1.8, eta_window=0.7)
+    assert resolve_spec(quick.to_dict(), "ddim") == resolve_spec(quick, "ddim")
+    assert resolve_spec(quick, "ddim", 20) == SamplingSpec("ddim", 20, 1.8, eta_window=0.7)
+    assert resolve_spec(quick, "ddim", eta=2.5) == SamplingSpec("ddim", 50, 2.5, eta_window=0.7)
+    assert resolve_spec(quick, "ddim", eta=0) == SamplingSpec("ddim", 50, 0.0)
+    assert resolve_spec(quick, "dpmpp2m", 20) == SamplingSpec("dpmpp2m", 20, 8.0, eta_window=0.75)
+
+
+def test_a_run_without_ddim_settings_of_its_own_draws_ddim_as_before():
+    """Runs recorded before the ddim_* fields, and presets that leave them unset, give DDIM the
+    run's own steps, eta and window, as they always did."""
+    cond = preset("quick-cond")
+    assert resolve_spec(cond, "ddim") == SamplingSpec("ddim", 20, 1.0, 1.5)
+    old = {k: v for k, v in preset("quick").to_dict().items() if not k.startswith("ddim_")}
+    assert resolve_spec(old, "ddim") == SamplingSpec("ddim", 15, 8.0, eta_window=0.75)
+    assert resolve_spec(dict(old, ddim_eta=None, ddim_steps=None, ddim_eta_window=None), "ddim").steps == 15

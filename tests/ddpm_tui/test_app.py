@@ -227,6 +227,37 @@ def test_the_form_rejects_a_bad_value_inline(db):
     drive(app, script)
 
 
+def test_choosing_ddim_in_the_form_of_quick_shows_and_launches_quicks_ddim(db):
+    """quick samples with DPM-Solver++ and keeps DDIM's best apart (ddim_*); picking ddim in
+    the form makes those the run's own, in the fields shown as in the run launched."""
+    app = make_app(db)
+
+    async def script(pilot):
+        from textual.widgets import Input, Select
+
+        await pilot.press("n")
+        form = app.screen
+        form.query_one("#preset", Select).value = "quick"
+        await pilot.pause()
+
+        def shown(*names: str) -> tuple[str, ...]:
+            return tuple(form.query_one(f"#f-{n}", Input).value for n in names)
+
+        fields = ("sample_steps", "eta", "eta_window", "ddim_steps", "ddim_eta", "ddim_eta_window")
+        assert shown("sampler", *fields) == ("dpmpp2m", "15", "8.0", "0.75", "50", "1.8", "0.7")
+        form.query_one("#f-sampler", Input).value = "ddim"
+        await pilot.pause()
+        assert form.errors == {}
+        assert shown(*fields) == ("50", "1.8", "0.7", "None", "None", "None")
+        cfg = form.config
+        assert (cfg.sampler, cfg.sample_steps, cfg.eta, cfg.eta_window, cfg.ddim_eta) == ("ddim", 50, 1.8, 0.7, None)
+        form.query_one("#f-ddim_eta", Input).value = "2"
+        await pilot.pause()
+        assert "ddim_eta: this run's own sampler is ddim; set eta" in form.errors["ddim_eta"]
+
+    drive(app, script)
+
+
 # ---- the other screens ----------------------------------------------------------------------
 
 

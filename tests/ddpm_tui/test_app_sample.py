@@ -207,3 +207,39 @@ def test_the_eta_window_field_reaches_the_draw_and_is_read_as_the_cli_reads_it(d
         path = store.checkpoint_at(1).path
     here = draw(path, 2, SamplingSpec("ddim", 2, 1.8, eta_window=0.5), seed=0, device="cpu")
     assert np.array_equal(shown["final"], here.data)
+
+
+def test_picking_ddim_on_a_dpm_solver_run_fills_in_the_runs_own_ddim_settings(db):
+    """A run like quick samples with DPM-Solver++ at eta 8 and keeps DDIM's best apart
+    (ddim_steps, ddim_eta, ddim_eta_window): picking a sampler in the form shows that sampler's
+    steps, eta and window as `ddpm sample --sampler` resolves them, and back again."""
+    from textual.widgets import Input, Select
+
+    from core.sampling_spec import resolve_spec
+
+    sampling = {"sampler": "dpmpp2m", "sample_steps": 6, "eta": 8.0, "eta_window": 0.75,
+                "ddim_steps": 9, "ddim_eta": 1.8, "ddim_eta_window": 0.7}  # fmt: skip
+    res = Cli(db)("run", *FAST, *(a for k, v in sampling.items() for a in ("--set", f"{k}={v}")), "--name", "fast")
+    assert res.exit_code == 0, res.output
+    with Store(db) as store:
+        run = max(store.list_runs(), key=lambda r: r.id)
+    assert {k: run.config[k] for k in sampling} == sampling
+    rid = run.id
+    app = make_app(db)
+
+    async def script(pilot):
+        screen = await sample_screen_on(pilot, rid)
+
+        def fields() -> tuple[str, ...]:
+            return tuple(screen.query_one(f, Input).value for f in ("#s-steps", "#s-eta", "#s-window"))
+
+        assert screen.query_one("#s-sampler", Select).value == "dpmpp2m" and fields() == ("6", "8", "0.75")
+        screen.query_one("#s-sampler", Select).value = "ddim"
+        await pilot.pause()
+        assert fields() == ("9", "1.8", "0.7")
+        assert resolve_spec(run.config, "ddim").label == "ddim-9 eta 1.8 window 0.7"
+        screen.query_one("#s-sampler", Select).value = "dpmpp2m"
+        await pilot.pause()
+        assert fields() == ("6", "8", "0.75")
+
+    drive(app, script)
