@@ -463,10 +463,10 @@ PRESETS: dict[str, dict[str, typing.Any]] = {
     #   ten CPU minutes, re-noising at each step mends strokes that a deterministic path keeps;
     # - that extra noise applies at t < W T alone (eta_window), eta 1 above, where a sample's
     #   layout is drawn: lower FID on every training measured, at the same network calls;
-    # - its default sampler is DPM-Solver++'s SDE solver at 15 steps, eta 8, window 0.75: over
-    #   nine trainings, four of them held out from the choice, no worse in FID than DDIM at 50
-    #   steps with DDIM's own best (eta 1.8, window 0.7, kept as ddim_*: asking for DDIM draws
-    #   it so), at 30% of the network calls, and ahead on the weaker trainings of a slow host.
+    # - its default sampler is DPM-Solver++'s SDE solver at 15 steps, eta 8, window 0.75: on
+    #   average over the trainings README lists, those held out from the choice included, no
+    #   worse in FID and more confident than DDIM at 50 steps with DDIM's own best (eta 1.8,
+    #   window 0.7, kept as ddim_*: asking for DDIM draws it so), at 30% of the network calls.
     "quick": {
         "objective": "v",
         "t_sampling": "logit_normal",

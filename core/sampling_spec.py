@@ -77,9 +77,9 @@ def resolve_spec(
     Defaults are the run's own ``sampler``, ``sample_steps``, ``eta``, ``eta_window`` and (for
     a conditional run) ``guidance``; DDIM asked of a run whose sampler is another takes the
     run's ``ddim_steps``, ``ddim_eta`` and ``ddim_eta_window`` where set (each sampler's best
-    eta differs: quick's DPM-Solver++ takes 8, its DDIM 1.8). The ddpm sampler always walks all T steps and has no eta
-    or eta window to set; an unconditional run has no guidance: asking for any of them is an
-    error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless eta is
+    eta differs: quick's DPM-Solver++ takes 8, its DDIM 1.8). The ddpm sampler always walks
+    all T steps and has no eta or eta window to set; an unconditional run has no guidance:
+    asking for any of them is an error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless eta is
     asked for, or the run's own sampler is dpmpp2m with an eta: then the SDE solver. The eta
     window confines an eta above 1; with an eta at most 1 the run's own window changes
     nothing and the spec drops it (window 1), so that two specs that draw the same samples
