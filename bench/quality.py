@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", choices=list(SAMPLERS), default="ddim")
     ap.add_argument("--steps", type=int, default=50, help="sampler steps (ddim, dpmpp2m)")
     ap.add_argument("--eta", type=float, default=None, help="the sampler's noise (default: the preset's for that sampler)")
-    ap.add_argument("--eta-window", type=float, default=None, help="an eta above 1 only at t < W*T (default: the preset's)")
+    ap.add_argument(
+        "--eta-window", type=float, default=None, help="an eta above 1 only at t < W*T (default: the preset's for that sampler)"
+    )
     ap.add_argument("--out", type=Path, required=True, help="FILE.npy for the samples")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", default="auto")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.choices import ETA_MAX, GUIDANCE_MAX, SAMPLERS
+from core.config import DDIM_OWN
 from core.errors import DDPMError
 
 
@@ -58,6 +59,10 @@ class SamplingSpec:
         }  # fmt: skip
 
 
+# The run-wide setting each of DDIM's own (ddim_*) stands in for, read the other way round.
+DDIM_SETTING = {own: ddim for ddim, own in DDIM_OWN.items()}
+
+
 def _get(cfg: Any, name: str, default: Any = None) -> Any:
     if isinstance(cfg, dict):
         return cfg.get(name, default)
@@ -79,11 +84,11 @@ def resolve_spec(
     run's ``ddim_steps``, ``ddim_eta`` and ``ddim_eta_window`` where set (each sampler's best
     eta differs: quick's DPM-Solver++ takes 8, its DDIM 1.8). The ddpm sampler always walks
     all T steps and has no eta or eta window to set; an unconditional run has no guidance:
-    asking for any of them is an error, not a silently ignored option. DPM-Solver++ is the ODE solver (eta 0) unless eta is
-    asked for, or the run's own sampler is dpmpp2m with an eta: then the SDE solver. The eta
-    window confines an eta above 1; with an eta at most 1 the run's own window changes
-    nothing and the spec drops it (window 1), so that two specs that draw the same samples
-    carry one label.
+    asking for any of them is an error, not a silently ignored option. DPM-Solver++ is the ODE
+    solver (eta 0) unless eta is asked for, or the run's own sampler is dpmpp2m with an eta:
+    then the SDE solver. The eta window confines an eta above 1; with an eta at most 1 the
+    run's own window changes nothing and the spec drops it (window 1), so that two specs that
+    draw the same samples carry one label.
     """
     T = int(_get(cfg, "T"))
     sampler = sampler or str(_get(cfg, "sampler"))
@@ -107,25 +112,25 @@ def resolve_spec(
         return SamplingSpec("ddpm", T, 1.0, w)
     # DDIM asked of a run that samples with another draws with the run's DDIM settings where
     # it has them (ddim_steps, ddim_eta, ddim_eta_window), else with the run's own.
-    own = "ddim_" if sampler == "ddim" and str(_get(cfg, "sampler")) != "ddim" else ""
+    ddim_apart = sampler == "ddim" and str(_get(cfg, "sampler")) != "ddim"
 
-    def setting(name: str, fallback: str, default: Any = None) -> Any:
-        value = _get(cfg, own + name) if own else None
-        return _get(cfg, fallback, default) if value is None else value
+    def setting(name: str, default: Any = None) -> Any:
+        value = _get(cfg, DDIM_SETTING[name]) if ddim_apart else None
+        return _get(cfg, name, default) if value is None else value
 
-    steps = int(setting("steps", "sample_steps")) if steps is None else int(steps)
+    steps = int(setting("sample_steps")) if steps is None else int(steps)
     if not 1 <= steps <= T:
         raise SamplingError(f"steps: {steps} is out of range; the run has T={T}, so use 1 to {T}")
     # The run's eta and window are its own sampler's (DDIM's noise means nothing to
     # DPM-Solver++'s ODE), and DDIM's when it is asked for.
     inherits = str(_get(cfg, "sampler")) == sampler or sampler == "ddim"
     if eta is None:
-        eta = float(setting("eta", "eta")) if inherits else 0.0
+        eta = float(setting("eta")) if inherits else 0.0
     eta = float(eta)
     if not math.isfinite(eta) or not 0.0 <= eta <= ETA_MAX:
         raise SamplingError(f"eta: {eta} is out of range; use a number from 0 to {ETA_MAX:g}")
     asked = eta_window is not None
-    window = float(eta_window) if asked else float(setting("eta_window", "eta_window", 1.0)) if inherits else 1.0
+    window = float(eta_window) if asked else float(setting("eta_window", 1.0)) if inherits else 1.0
     if not math.isfinite(window) or not 0.0 <= window <= 1.0:
         raise SamplingError(f"eta_window: {window} is out of range; use a number from 0 to 1 (the share of T, from t = 0)")
     if window < 1.0 and eta <= 1.0:
